@@ -1,0 +1,1 @@
+"""Training: train state, jitted data-parallel steps, loops, checkpoints, metrics."""

@@ -1,0 +1,399 @@
+"""Training loops for teachers and students: resumable, logged, evaluated.
+
+Layout of a workdir:
+  teacher/                 the teacher run (checkpoints/, final/, teacher.json)
+  students/<name>/         one folder per student run (checkpoints/, final.json)
+Each run folder also holds config.json, metrics.jsonl and TensorBoard summaries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+from typing import Any, Callable, Iterator
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh
+from tqdm.auto import tqdm
+
+from krd_jax import models
+from krd_jax import priors
+from krd_jax import sharding
+from krd_jax.data import loader as loader_lib
+from krd_jax.losses import registry
+from krd_jax.train import checkpoints as ckpt_lib
+from krd_jax.train import metrics as metrics_lib
+from krd_jax.train import optim
+from krd_jax.train import steps as steps_lib
+from krd_jax.train.state import TrainState, create_state
+
+EVAL_BATCH = 500
+
+
+class NonFiniteLossError(RuntimeError):
+  """The loss became NaN or Inf; the last good checkpoint was left untouched."""
+
+
+@dataclasses.dataclass
+class Teacher:
+  """A trained teacher, ready for student runs."""
+  model: nn.Module
+  variables: Any
+  meta: dict
+  summary: dict
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def compute_dtype(cfg: ml_collections.ConfigDict) -> jnp.dtype:
+  if cfg.compute_dtype not in ("float32", "bfloat16"):
+    raise ValueError(f"compute_dtype={cfg.compute_dtype!r}; allowed: float32, bfloat16")
+  return jnp.dtype(cfg.compute_dtype)
+
+
+def build_model(role_cfg: ml_collections.ConfigDict, num_classes: int,
+                dtype: jnp.dtype) -> nn.Module:
+  return models.create_model(role_cfg.model, num_classes, dtype=dtype,
+                             **role_cfg.model_kwargs.to_dict())
+
+
+def init_variables(model: nn.Module, image_shape, rng: jax.Array) -> dict:
+  """Model variables as `{"params", "batch_stats"}` (batch_stats empty without BN)."""
+  dummy = jnp.zeros((1, *image_shape), jnp.float32)
+  variables = model.init(rng, dummy, train=False)
+  return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+
+
+def make_preprocess(cfg: ml_collections.ConfigDict, ds) -> Callable:
+  return steps_lib.make_preprocess(ds.mean, ds.std, cfg.data.crop_pad, cfg.data.flip,
+                                   compute_dtype(cfg))
+
+
+def evaluate(eval_step: Callable, variables: Any, images: np.ndarray, labels: np.ndarray,
+             mesh: Mesh, train_counts: np.ndarray) -> dict:
+  """Accuracy summary (metrics.summarize) of `variables` on one split."""
+  batch = _eval_batch_size(mesh)
+  correct = total = 0.0
+  for batch_arrays in loader_lib.eval_batches(images, labels, batch, mesh):
+    c, t = eval_step(variables, batch_arrays)
+    correct, total = correct + c, total + t  # summed on device, fetched once
+  correct, total = jax.device_get((correct, total))
+  return metrics_lib.summarize(correct, total, train_counts)
+
+
+def _eval_batch_size(mesh: Mesh) -> int:
+  n = mesh.devices.size
+  return max(n, EVAL_BATCH // n * n)
+
+
+class _RunLog:
+  """metrics.jsonl plus TensorBoard summaries (clu) where TensorBoard is installed."""
+
+  def __init__(self, run_dir: str):
+    self.path = os.path.join(run_dir, "metrics.jsonl")
+    try:
+      from clu import metric_writers  # TensorBoard is optional (absent on some GPU images)
+      self.writer = metric_writers.SummaryWriter(run_dir)
+    except ImportError:
+      self.writer = None
+
+  def write(self, step: int, kind: str, values: dict) -> None:
+    scalars = {k: v for k, v in values.items() if isinstance(v, (int, float))}
+    with open(self.path, "a") as f:
+      f.write(json.dumps({"step": step, "kind": kind, **values}) + "\n")
+    if self.writer is not None:
+      self.writer.write_scalars(step, {f"{kind}/{k}": v for k, v in scalars.items()
+                                       if not math.isnan(v)})
+
+  def close(self) -> None:
+    if self.writer is not None:
+      self.writer.close()
+
+
+def _check_run_dir(run_dir: str, cfg_json: dict) -> None:
+  """Refuses to resume a run folder that holds a run of another configuration."""
+  path = os.path.join(run_dir, "config.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      previous = json.load(f)
+    if previous != cfg_json:
+      changed = sorted(k for k in set(previous) | set(cfg_json)
+                       if previous.get(k) != cfg_json.get(k))
+      raise ValueError(
+          f"{run_dir} holds a run with another configuration (differs in {changed}); "
+          "use another workdir or delete the folder")
+    return
+  os.makedirs(run_dir, exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(cfg_json, f, indent=1, sort_keys=True)
+
+
+def _mean_metrics(history: list[dict]) -> dict:
+  fetched = jax.device_get(history)
+  out = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+  out["nonfinite"] = int(sum(m["nonfinite"] for m in fetched))
+  return out
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def fit(*, run_dir: str, cfg: ml_collections.ConfigDict, role_cfg: ml_collections.ConfigDict,
+        state: TrainState, step_fn: Callable, eval_fn: Callable[[TrainState, str], dict],
+        loader: loader_lib.InMemoryLoader, rng: jax.Array, desc: str,
+        select_split: str) -> TrainState:
+  """Runs (or resumes) the epochs of one run; returns the final state.
+
+  Evaluates on `select_split` every `cfg.eval_every_epochs` and at checkpoints (the
+  "best" checkpoint is ranked by that split's balanced accuracy); checkpoints every
+  `cfg.checkpoint_every_epochs` and at the end. The loss is checked for NaN/Inf at
+  each log and before each save, from metrics the step already returns.
+  """
+  checkpoints = ckpt_lib.RunCheckpoints(os.path.join(run_dir, "checkpoints"),
+                                        keep=cfg.keep_checkpoints)
+  log = _RunLog(run_dir)
+  spe = loader.steps_per_epoch
+  total = spe * role_cfg.epochs
+  restored = checkpoints.restore_latest(state)
+  if restored is not None:
+    state, _ = restored
+  step = int(jax.device_get(state.step))
+  history: list[dict] = []
+
+  def flush() -> None:
+    if not history:
+      return
+    values = _mean_metrics(history)
+    history.clear()
+    if values["nonfinite"]:
+      raise NonFiniteLossError(
+          f"{desc}: loss became NaN/Inf at or before step {step}; last good checkpoint: "
+          f"{checkpoints.directory}/{checkpoints.latest_step}")
+    log.write(step, "train", values)
+    bar.set_postfix(loss=f"{values['loss']:.3f}", acc=f"{values['accuracy']:.2f}")
+
+  bar = tqdm(total=total, initial=step, desc=desc, unit="step", leave=False,
+             disable=not cfg.progress, dynamic_ncols=True)
+  try:
+    for epoch in range(step // spe, role_cfg.epochs):
+      for batch in loader.epoch(epoch, start_step=step - epoch * spe):
+        state, metrics = step_fn(state, batch, rng)
+        history.append(metrics)
+        step += 1
+        bar.update(1)
+        if step % cfg.log_every_steps == 0:
+          flush()
+      last = epoch + 1 == role_cfg.epochs
+      save = last or (epoch + 1) % cfg.checkpoint_every_epochs == 0
+      if save or (epoch + 1) % cfg.eval_every_epochs == 0:
+        flush()
+        summary = eval_fn(state, select_split)
+        log.write(step, select_split, {k: v for k, v in summary.items() if k != "per_class"})
+        if save:
+          checkpoints.save(state, {"epoch": epoch + 1}, metrics=summary)
+  finally:
+    bar.close()
+    log.close()
+    checkpoints.close()
+  return state
+
+
+# ----------------------------------------------------------------------------- teacher
+
+
+def _role_json(cfg: ml_collections.ConfigDict, role: str) -> dict:
+  """The parts of the config that define a run of `role` (what resume must match)."""
+  keys = ["seed", "compute_dtype", "data", role]
+  out = {k: json.loads(cfg[k].to_json_best_effort()) if isinstance(
+      cfg[k], ml_collections.ConfigDict) else cfg[k] for k in keys}
+  if role == "student":
+    out["method_kwargs"] = cfg.methods[cfg.student.method].to_dict()
+  return json.loads(json.dumps(out, default=str))
+
+
+def _select_split(ds) -> str:
+  return "val" if len(ds.val_labels) else "test"
+
+
+def _split_arrays(ds, split: str):
+  return (ds.val_images, ds.val_labels) if split == "val" else (ds.test_images, ds.test_labels)
+
+
+def _loader(ds, batch_size: int, mesh: Mesh, seed: int) -> loader_lib.InMemoryLoader:
+  return loader_lib.InMemoryLoader(ds.train_images, ds.train_labels, batch_size, mesh, seed)
+
+
+def train_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, run_dir: str) -> Teacher:
+  """Trains the teacher of `cfg.teacher` on `ds` (resuming if interrupted) and saves it."""
+  tcfg = cfg.teacher
+  _check_run_dir(run_dir, _role_json(cfg, "teacher"))
+  dtype = compute_dtype(cfg)
+  model = build_model(tcfg, ds.num_classes, dtype)
+  loader = _loader(ds, tcfg.batch_size, mesh, cfg.seed)
+  tx = optim.make_optimizer(tcfg.optim, loader.steps_per_epoch, tcfg.epochs)
+  rng_init, rng_train = jax.random.split(jax.random.PRNGKey(cfg.seed))
+  variables = init_variables(model, ds.image_shape, rng_init)
+  state = sharding.replicate(
+      create_state({"model": variables["params"]}, variables["batch_stats"], tx), mesh)
+
+  loss_fn = registry.teacher_loss(tcfg.loss, ds.train_counts, **tcfg.loss_kwargs.to_dict())
+  ones = np.ones(ds.num_classes, np.float32)
+  drw = priors.effective_number_weights(ds.train_counts)
+  drw_step = tcfg.drw_epoch * loader.steps_per_epoch
+
+  def class_weights_fn(step):
+    if tcfg.drw_epoch < 0:
+      return jnp.asarray(ones)
+    return jnp.where(step >= drw_step, drw, ones)
+
+  preprocess = make_preprocess(cfg, ds)
+  step_fn = steps_lib.jit_train_step(
+      steps_lib.make_teacher_step(model, loss_fn, tx, preprocess, class_weights_fn), mesh)
+  eval_step = steps_lib.jit_eval_step(
+      steps_lib.make_eval_step(model, preprocess, ds.num_classes), mesh)
+
+  def eval_fn(s: TrainState, split: str) -> dict:
+    return evaluate(eval_step, s.model_variables(), *_split_arrays(ds, split), mesh,
+                    ds.train_counts)
+
+  state = fit(run_dir=run_dir, cfg=cfg, role_cfg=tcfg, state=state, step_fn=step_fn,
+              eval_fn=eval_fn, loader=loader, rng=rng_train, desc=f"teacher {tcfg.model}",
+              select_split=_select_split(ds))
+  summary = eval_fn(state, "test")
+  meta = {"model": tcfg.model, "model_kwargs": tcfg.model_kwargs.to_dict(),
+          "num_classes": ds.num_classes, "dataset": ds.name,
+          "train_counts": np.asarray(ds.train_counts).tolist(), "loss": tcfg.loss,
+          "test": summary}
+  ckpt_lib.save_teacher(run_dir, jax.device_get(state.model_variables()), meta)
+  return Teacher(model, state.model_variables(), meta, summary)
+
+
+def load_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, run_dir: str) -> Teacher:
+  """Loads a saved teacher, refusing one of another model, dataset or class count."""
+  meta = ckpt_lib.read_teacher_meta(run_dir)
+  if meta is None:
+    raise FileNotFoundError(f"no complete teacher in {run_dir} (teacher.json missing)")
+  tcfg = cfg.teacher
+  expected = {"model": tcfg.model, "model_kwargs": tcfg.model_kwargs.to_dict(),
+              "num_classes": ds.num_classes,
+              "train_counts": np.asarray(ds.train_counts).tolist()}
+  for key, value in expected.items():
+    if meta.get(key) != value:
+      shown = value if key != "train_counts" else f"{len(value)} classes, {sum(value)} images"
+      theirs = meta.get(key) if key != "train_counts" else \
+          f"{len(meta[key])} classes, {sum(meta[key])} images"
+      raise ValueError(f"teacher in {run_dir} has {key}={theirs}, this run needs {shown}")
+  model = build_model(tcfg, ds.num_classes, compute_dtype(cfg))
+  abstract = jax.eval_shape(lambda: init_variables(model, ds.image_shape,
+                                                   jax.random.PRNGKey(0)))
+  abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding.replicated(mesh)),
+      abstract)
+  variables = ckpt_lib.load_teacher(run_dir, abstract)
+  return Teacher(model, variables, meta, meta["test"])
+
+
+def ensure_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh) -> Teacher:
+  """The configured teacher: `teacher.checkpoint` if set, else workdir/teacher, trained
+  there first if no complete teacher is saved yet."""
+  run_dir = cfg.teacher.checkpoint or os.path.join(cfg.workdir, "teacher")
+  if cfg.teacher.checkpoint or ckpt_lib.read_teacher_meta(run_dir) is not None:
+    return load_teacher(cfg, ds, mesh, run_dir)
+  return train_teacher(cfg, ds, mesh, run_dir)
+
+
+# ----------------------------------------------------------------------------- student
+
+
+def teacher_class_means(teacher: Teacher, cfg, ds, mesh: Mesh) -> np.ndarray:
+  """Per-class mean of the teacher's features on the (unaugmented) training set."""
+  preprocess = make_preprocess(cfg, ds)
+  step = steps_lib.jit_eval_step(
+      steps_lib.make_feature_sum_step(teacher.model, preprocess, ds.num_classes), mesh)
+  sums = counts = 0.0
+  for batch in loader_lib.eval_batches(ds.train_images, ds.train_labels,
+                                       _eval_batch_size(mesh), mesh):
+    s, c = step(teacher.variables, batch)
+    sums, counts = sums + s, counts + c
+  sums, counts = jax.device_get((sums, counts))
+  return np.asarray(sums, np.float64) / np.asarray(counts, np.float64)[:, None]
+
+
+def _objective_kwargs(cfg, teacher: Teacher | None, ds, mesh) -> dict:
+  """Method hyperparameters, with the ETF anchors and centre computed for KRDistill."""
+  kwargs = cfg.methods[cfg.student.method].to_dict()
+  if cfg.student.method == "krd":
+    anchor = kwargs.pop("anchor")
+    if kwargs["use_rrd"]:
+      means = teacher_class_means(teacher, cfg, ds, mesh)
+      if anchor == "aligned":
+        anchors = priors.aligned_etf(means)
+      elif anchor == "random":
+        anchors = priors.simplex_etf(ds.num_classes, means.shape[1], seed=cfg.seed)
+      else:
+        raise ValueError(f"methods.krd.anchor={anchor!r}; allowed: aligned, random")
+      kwargs.update(anchors=anchors, center=priors.balanced_center(means))
+  return kwargs
+
+
+def train_student(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, teacher: Teacher | None,
+                  run_dir: str) -> dict:
+  """Distils (or trains, for teacher-free methods) the student of `cfg.student`.
+
+  Returns:
+    The final test summary (metrics.summarize), also written to run_dir/final.json.
+  """
+  scfg = cfg.student
+  _check_run_dir(run_dir, _role_json(cfg, "student"))
+  method_kwargs = _objective_kwargs(cfg, teacher, ds, mesh)
+  objective = registry.student_objective(scfg.method, ds.train_counts, **method_kwargs)
+  if objective.needs_teacher and teacher is None:
+    raise ValueError(f"student.method={scfg.method!r} needs a teacher")
+  dtype = compute_dtype(cfg)
+  model = build_model(scfg, ds.num_classes, dtype)
+  loader = _loader(ds, scfg.batch_size, mesh, cfg.seed)
+  tx = optim.make_optimizer(scfg.optim, loader.steps_per_epoch, scfg.epochs)
+  rng_init, rng_proj, rng_train = jax.random.split(jax.random.PRNGKey(cfg.seed + 1), 3)
+  variables = init_variables(model, ds.image_shape, rng_init)
+  params = {"model": variables["params"]}
+  projector = None
+  if objective.needs_projector:
+    # g: student features -> the rectified teacher's space (a student parameter).
+    projector = nn.Dense(method_kwargs["anchors"].shape[0], name="projector")
+    _, student_features = model.apply(
+        {"params": params["model"], "batch_stats": variables["batch_stats"]},
+        jnp.zeros((1, *ds.image_shape)), train=False)
+    params["projector"] = projector.init(rng_proj, student_features)["params"]
+  # A private copy: the step donates its state, and the caller's teacher must survive
+  # for the next student run.
+  teacher_variables = (jax.tree.map(jnp.copy, teacher.variables)
+                       if objective.needs_teacher else None)
+  state = sharding.replicate(create_state(params, variables["batch_stats"], tx,
+                                          teacher=teacher_variables), mesh)
+
+  preprocess = make_preprocess(cfg, ds)
+  step_fn = steps_lib.jit_train_step(steps_lib.make_student_step(
+      model, teacher.model if objective.needs_teacher else None, projector, objective, tx,
+      preprocess, scfg.distill_warmup_epochs * loader.steps_per_epoch), mesh)
+  eval_step = steps_lib.jit_eval_step(
+      steps_lib.make_eval_step(model, preprocess, ds.num_classes), mesh)
+
+  def eval_fn(s: TrainState, split: str) -> dict:
+    return evaluate(eval_step, s.model_variables(), *_split_arrays(ds, split), mesh,
+                    ds.train_counts)
+
+  state = fit(run_dir=run_dir, cfg=cfg, role_cfg=scfg, state=state, step_fn=step_fn,
+              eval_fn=eval_fn, loader=loader, rng=rng_train,
+              desc=f"student {scfg.model} {scfg.method}", select_split=_select_split(ds))
+  summary = eval_fn(state, "test")
+  with open(os.path.join(run_dir, "final.json"), "w") as f:
+    json.dump({"method": scfg.method, "model": scfg.model, "test": summary}, f)
+  return summary

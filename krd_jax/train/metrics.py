@@ -1,0 +1,109 @@
+"""Accuracy reports for long-tailed evaluation: overall, balanced, per group, per class.
+
+Everything here is host-side numpy on per-class counts that the jitted eval step sums
+on device, so a whole test set costs one device-to-host transfer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from krd_jax.data import profiles
+
+# Column order of every report table.
+GROUP_SPLITS = ("absolute", "tercile")
+
+
+def summarize(correct_per_class: np.ndarray, total_per_class: np.ndarray,
+              train_counts: np.ndarray) -> dict:
+  """Accuracy summary of one evaluation.
+
+  Args:
+    correct_per_class: [C] number of correctly classified test examples per class.
+    total_per_class: [C] number of test examples per class.
+    train_counts: [C] training images per class (defines the groups).
+
+  Returns:
+    A JSON-ready dict: `overall` (top-1 over examples), `balanced` (mean of per-class
+    accuracies), one entry per group of both splits (many / medium / few by absolute
+    thresholds, head / middle / tail by frequency terciles; NaN for an empty group),
+    `per_class` (list), all in percent. A group's accuracy is the mean of its classes'
+    accuracies (DESIGN.md section 3).
+  """
+  correct = np.asarray(correct_per_class, np.float64)
+  total = np.asarray(total_per_class, np.float64)
+  if np.any(total <= 0):
+    missing = np.flatnonzero(total <= 0).tolist()
+    raise ValueError(f"evaluation set has no examples of classes {missing}")
+  per_class = 100.0 * correct / total
+  summary = {
+      "overall": float(100.0 * correct.sum() / total.sum()),
+      "balanced": float(per_class.mean()),
+  }
+  for split in GROUP_SPLITS:
+    groups = profiles.class_groups(train_counts, split=split)
+    for name in profiles.GROUPS[split]:
+      members = groups == name
+      summary[name] = float(per_class[members].mean()) if members.any() else math.nan
+  summary["per_class"] = per_class.tolist()
+  return summary
+
+
+def format_table(rows: Mapping[str, Mapping[str, float]],
+                 columns: Sequence[str] = ("overall", "balanced", "many", "medium", "few",
+                                           "head", "middle", "tail")) -> str:
+  """A Markdown table, one row per run, accuracy columns in percent.
+
+  Values may be floats or (mean, std) pairs; NaN prints as an em dash (empty group).
+  """
+  def cell(value) -> str:
+    if isinstance(value, (tuple, list)):
+      mean, std = value
+      return "—" if math.isnan(mean) else f"{mean:.1f} ± {std:.1f}"
+    return "—" if value is None or math.isnan(value) else f"{value:.1f}"
+
+  header = "| run | " + " | ".join(columns) + " |"
+  rule = "|---|" + "---|" * len(columns)
+  body = [f"| {name} | " + " | ".join(cell(row.get(c)) for c in columns) + " |"
+          for name, row in rows.items()]
+  return "\n".join([header, rule, *body])
+
+
+def plot_per_class(results: Mapping[str, Sequence[float]], train_counts: np.ndarray,
+                   path: str, title: str = "") -> str:
+  """Saves a PNG of per-class accuracy against training count (log x), one line per run.
+
+  Args:
+    results: run name -> per-class accuracy in percent.
+    train_counts: [C] training images per class.
+    path: where to write the PNG.
+    title: figure title.
+
+  Returns:
+    The path written.
+  """
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  counts = np.asarray(train_counts)
+  order = np.argsort(-counts, kind="stable")
+  fig, ax = plt.subplots(figsize=(7, 4.2))
+  for name, accuracy in results.items():
+    ax.plot(counts[order], np.asarray(accuracy)[order], marker="o", ms=3, lw=1.2,
+            label=name)
+  ax.set_xscale("log")
+  ax.set_xlabel("training images of the class (log scale)")
+  ax.set_ylabel("test accuracy of the class (%)")
+  ax.set_ylim(-2, 102)
+  ax.grid(alpha=0.3, which="both")
+  ax.legend(fontsize=8, ncol=2)
+  if title:
+    ax.set_title(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path

@@ -1,0 +1,47 @@
+"""The train state pytree: everything a step changes, plus the frozen teacher."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+
+@flax.struct.dataclass
+class TrainState:
+  """State of one training run.
+
+  Attributes:
+    step: optimiser steps taken (int32 scalar).
+    params: trainable parameters, `{"model": ..., "projector": ...}` (projector only
+      for students whose objective needs one).
+    batch_stats: BatchNorm running statistics of the model (empty for models without BN).
+    opt_state: optax state.
+    teacher: the teacher's `{"params", "batch_stats"}` for a student run, None for a
+      teacher run. Applied in inference mode and never differentiated; not saved in
+      student checkpoints (the teacher is saved once, in its own run).
+  """
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: optax.OptState
+  teacher: Any = None
+
+  def trainable(self) -> dict:
+    """The part a checkpoint stores."""
+    return {"step": self.step, "params": self.params, "batch_stats": self.batch_stats,
+            "opt_state": self.opt_state}
+
+  def model_variables(self) -> dict:
+    """Variables for `model.apply` in inference mode."""
+    return {"params": self.params["model"], "batch_stats": self.batch_stats}
+
+
+def create_state(params: Any, batch_stats: Any, tx: optax.GradientTransformation,
+                 teacher: Any = None) -> TrainState:
+  """A fresh state at step 0."""
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                    opt_state=tx.init(params), teacher=teacher)

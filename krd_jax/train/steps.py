@@ -1,0 +1,190 @@
+"""Pure step functions: (state, batch, rng) -> (state, metrics), jitted data-parallel.
+
+One `jax.jit` per step with the batch sharded over the `data` mesh axis and the state
+replicated: XLA inserts the cross-device reductions, so BatchNorm statistics, losses
+and gradients are global-batch quantities and the result equals a one-device step on
+the same global batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from krd_jax import sharding
+from krd_jax.data.augment import augment, normalize
+from krd_jax.losses import registry
+from krd_jax.train.state import TrainState
+
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+
+def make_preprocess(mean: np.ndarray, std: np.ndarray, crop_pad: int, flip: bool,
+                    dtype: jnp.dtype) -> Callable[[jax.Array, jax.Array | None], jax.Array]:
+  """uint8 images -> augmented (when rng is given), normalised images in `dtype`."""
+  mean = np.asarray(mean, np.float32)
+  std = np.asarray(std, np.float32)
+
+  def preprocess(images: jax.Array, rng: jax.Array | None) -> jax.Array:
+    if rng is not None and (crop_pad > 0 or flip):
+      images = augment(images, rng, pad=crop_pad, flip=flip)
+    return normalize(images, mean, std).astype(dtype)
+
+  return preprocess
+
+
+def _apply_train(model: nn.Module, params: Any, batch_stats: Any, x: jax.Array):
+  """Model forward in training mode; returns ((logits, features), new batch_stats)."""
+  outputs, updates = model.apply({"params": params, "batch_stats": batch_stats}, x,
+                                 train=True, mutable=["batch_stats"])
+  return outputs, updates.get("batch_stats", batch_stats)
+
+
+def _update(state: TrainState, tx: optax.GradientTransformation, grads: Any,
+            batch_stats: Any) -> TrainState:
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                       batch_stats=batch_stats, opt_state=opt_state)
+
+
+def _common_metrics(loss: jax.Array, logits: jax.Array, labels: jax.Array,
+                    grads: Any) -> Metrics:
+  return {
+      "loss": loss,
+      "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels).astype(jnp.float32),
+      "grad_norm": optax.global_norm(grads),
+      # Counted, not checked, so the NaN guard costs no host sync per step.
+      "nonfinite": (~jnp.isfinite(loss)).astype(jnp.int32),
+  }
+
+
+def make_teacher_step(model: nn.Module, loss_fn: Callable, tx: optax.GradientTransformation,
+                      preprocess: Callable, class_weights_fn: Callable[[jax.Array], jax.Array]):
+  """The teacher's step.
+
+  Args:
+    model: Flax module returning (logits, features).
+    loss_fn: `registry.teacher_loss(...)`: (logits, labels, class_weights) -> scalar.
+    tx: optimiser.
+    preprocess: from `make_preprocess`.
+    class_weights_fn: step -> [C] class weights (ones, or effective-number weights after
+      the DRW switch epoch).
+
+  Returns:
+    step(state, batch, rng) -> (state, metrics); `rng` is the run's base key, folded
+    with the step count inside.
+  """
+  def step(state: TrainState, batch: Batch, rng: jax.Array):
+    # A key per step derived from the step count: a resumed run augments exactly as
+    # the uninterrupted one would.
+    x = preprocess(batch["image"], jax.random.fold_in(rng, state.step))
+    labels = batch["label"]
+    class_weights = class_weights_fn(state.step)
+
+    def objective(params):
+      (logits, _), batch_stats = _apply_train(model, params["model"], state.batch_stats, x)
+      return loss_fn(logits, labels, class_weights), (logits, batch_stats)
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
+        state.params)
+    return _update(state, tx, grads, batch_stats), _common_metrics(loss, logits, labels, grads)
+
+  return step
+
+
+def make_student_step(model: nn.Module, teacher_model: nn.Module | None,
+                      projector: nn.Module | None, objective: registry.StudentObjective,
+                      tx: optax.GradientTransformation, preprocess: Callable,
+                      distill_warmup_steps: int):
+  """The student's step: teacher forward in inference mode, student forward/backward.
+
+  Args:
+    model: student Flax module returning (logits, features).
+    teacher_model: teacher module (None for methods that need no teacher).
+    projector: module mapping student features to the rectified teacher's dimension
+      (None unless the objective needs one); its parameters live in params["projector"].
+    objective: `registry.student_objective(...)`.
+    tx: optimiser.
+    preprocess: from `make_preprocess`.
+    distill_warmup_steps: distillation terms ramp linearly from 0 over these steps.
+
+  Returns:
+    step(state, batch, rng) -> (state, metrics).
+  """
+  def step(state: TrainState, batch: Batch, rng: jax.Array):
+    x = preprocess(batch["image"], jax.random.fold_in(rng, state.step))
+    labels = batch["label"]
+    teacher_logits = teacher_features = None
+    if teacher_model is not None:
+      # Inference mode, and no gradient ever reaches the teacher.
+      teacher_logits, teacher_features = jax.lax.stop_gradient(
+          teacher_model.apply(state.teacher, x, train=False))
+    distill_scale = jnp.minimum(1.0, state.step / max(distill_warmup_steps, 1)) \
+        if distill_warmup_steps else jnp.float32(1.0)
+
+    def loss_fn(params):
+      (logits, features), batch_stats = _apply_train(
+          model, params["model"], state.batch_stats, x)
+      projected = (projector.apply({"params": params["projector"]}, features)
+                   if projector is not None else None)
+      outputs = registry.StudentOutputs(
+          student_logits=logits, projected_features=projected,
+          teacher_logits=teacher_logits, teacher_features=teacher_features, labels=labels)
+      loss, parts = objective.fn(outputs, distill_scale)
+      return loss, (logits, batch_stats, parts)
+
+    (loss, (logits, batch_stats, parts)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
+    metrics = _common_metrics(loss, logits, labels, grads)
+    metrics.update(parts)
+    return _update(state, tx, grads, batch_stats), metrics
+
+  return step
+
+
+def make_eval_step(model: nn.Module, preprocess: Callable, num_classes: int):
+  """variables, batch -> (correct per class [C], examples per class [C])."""
+  def eval_step(variables: Any, batch: Batch):
+    logits, _ = model.apply(variables, preprocess(batch["image"], None), train=False)
+    mask = batch["mask"].astype(jnp.float32)
+    correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32) * mask
+    return (jax.ops.segment_sum(correct, batch["label"], num_classes),
+            jax.ops.segment_sum(mask, batch["label"], num_classes))
+
+  return eval_step
+
+
+def make_feature_sum_step(model: nn.Module, preprocess: Callable, num_classes: int):
+  """variables, batch -> (per-class sum of features [C, F], per-class count [C]).
+
+  Used once per student run to compute the teacher's class means on training data.
+  """
+  def feature_sum_step(variables: Any, batch: Batch):
+    _, features = model.apply(variables, preprocess(batch["image"], None), train=False)
+    mask = batch["mask"].astype(jnp.float32)
+    return (jax.ops.segment_sum(features * mask[:, None], batch["label"], num_classes),
+            jax.ops.segment_sum(mask, batch["label"], num_classes))
+
+  return feature_sum_step
+
+
+def jit_train_step(step: Callable, mesh: Mesh, donate: bool = True) -> Callable:
+  """jit with the state replicated, the batch sharded over `data`, the rng replicated."""
+  replicated = sharding.replicated(mesh)
+  data = sharding.data_sharding(mesh)
+  return jax.jit(step, in_shardings=(replicated, data, replicated),
+                 out_shardings=(replicated, replicated),
+                 donate_argnums=(0,) if donate else ())
+
+
+def jit_eval_step(step: Callable, mesh: Mesh) -> Callable:
+  """jit for eval/feature steps: variables replicated, batch sharded, sums replicated."""
+  return jax.jit(step, in_shardings=(sharding.replicated(mesh), sharding.data_sharding(mesh)),
+                 out_shardings=sharding.replicated(mesh))

@@ -1,0 +1,184 @@
+"""Training: data-parallel equivalence, frozen teacher, learning, checkpoints, resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from krd_jax import runs
+from krd_jax import sharding
+from krd_jax.config import default_config
+from krd_jax.data import from_arrays
+from krd_jax.train import checkpoints as ckpt_lib
+from krd_jax.train import loop
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tiny_dataset(num_classes=4, per_class=(24, 12, 8, 4), seed=0):
+  """A small long-tailed 8x8x1 set whose classes differ in mean brightness."""
+  rng = np.random.default_rng(seed)
+  def make(counts):
+    labels = np.concatenate([np.full(n, c) for c, n in enumerate(counts)]).astype(np.int32)
+    base = (labels[:, None, None, None] * 60 + 20).astype(np.float64)
+    images = np.clip(base + rng.normal(0, 25, (len(labels), 8, 8, 1)), 0, 255)
+    return images.astype(np.uint8), labels
+  train_x, train_y = make(per_class)
+  test_x, test_y = make([10] * num_classes)
+  return from_arrays("tiny", train_x, train_y, test_x, test_y)
+
+
+def _config(tmp_path, model="small_cnn", method="krd", epochs=1, num_devices=1):
+  cfg = default_config().unlock()
+  cfg.workdir = str(tmp_path)
+  cfg.num_devices = num_devices
+  cfg.progress = False
+  for role in (cfg.teacher, cfg.student):
+    role.model = model
+    role.model_kwargs = {"width": 8}
+    role.epochs = epochs
+    role.batch_size = 16
+    # SGD keeps tiny reduction-order differences tiny (Adam's normalisation would
+    # amplify them where gradients are near zero).
+    role.optim.name = "sgd"
+    role.optim.lr = 0.05
+  cfg.student.method = method
+  cfg.eval_every_epochs = 1
+  cfg.checkpoint_every_epochs = 1
+  cfg.log_every_steps = 1
+  return cfg.lock()
+
+
+def _leaves(tree):
+  return [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.device_get(tree))]
+
+
+@pytest.mark.parametrize("role", ["teacher", "krd"])
+def test_four_devices_equal_one_device(tmp_path, role):
+  ds = _tiny_dataset()
+  results = {}
+  for n in (1, 4):
+    cfg = _config(tmp_path / f"d{n}", epochs=2, num_devices=n)
+    mesh = runs.make_mesh(cfg)
+    assert mesh.devices.size == n
+    teacher = loop.train_teacher(cfg, ds, mesh, str(tmp_path / f"d{n}" / "teacher"))
+    if role == "teacher":
+      results[n] = (teacher.variables, teacher.summary)
+    else:
+      summary = loop.train_student(cfg, ds, mesh, teacher, str(tmp_path / f"d{n}" / "s"))
+      restored = ckpt_lib.RunCheckpoints(str(tmp_path / f"d{n}" / "s" / "checkpoints"))
+      results[n] = (restored.manager.restore(restored.latest_step)["state"]["params"],
+                    summary)
+  for a, b in zip(_leaves(results[1][0]), _leaves(results[4][0])):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(results[1][1]["per_class"], results[4][1]["per_class"])
+
+
+def test_student_steps_leave_teacher_bitwise_unchanged(tmp_path):
+  ds = _tiny_dataset()
+  cfg = _config(tmp_path, epochs=1)
+  mesh = runs.make_mesh(cfg)
+  teacher = loop.train_teacher(cfg, ds, mesh, str(tmp_path / "teacher"))
+  before = _leaves(teacher.variables)
+  loop.train_student(cfg, ds, mesh, teacher, str(tmp_path / "student"))
+  after = _leaves(teacher.variables)
+  for a, b in zip(before, after):
+    assert a.tobytes() == b.tobytes()
+  saved = loop.load_teacher(cfg, ds, mesh, str(tmp_path / "teacher"))
+  for a, b in zip(before, _leaves(saved.variables)):
+    assert a.tobytes() == b.tobytes()
+
+
+def test_short_digits_run_learns(tmp_path):
+  cfg = default_config().unlock()
+  cfg.workdir = str(tmp_path)
+  cfg.progress = False
+  cfg.teacher.epochs = 15
+  cfg.data.cache_dir = str(tmp_path / "cache")
+  cfg = cfg.lock()
+  ds = runs.load_data(cfg)
+  mesh = runs.make_mesh(cfg)
+  model = loop.build_model(cfg.teacher, ds.num_classes, jnp.float32)
+  untrained = loop.init_variables(model, ds.image_shape, jax.random.PRNGKey(0))
+  from krd_jax.train import steps as steps_lib
+  eval_step = steps_lib.jit_eval_step(
+      steps_lib.make_eval_step(model, loop.make_preprocess(cfg, ds), ds.num_classes), mesh)
+  before = loop.evaluate(eval_step, sharding.replicate(untrained, mesh), ds.test_images,
+                         ds.test_labels, mesh, ds.train_counts)
+  teacher = loop.train_teacher(cfg, ds, mesh, str(tmp_path / "teacher"))
+  assert teacher.summary["balanced"] > before["balanced"] + 30
+  assert teacher.summary["head"] > 80
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path):
+  ds = _tiny_dataset()
+  cfg = _config(tmp_path, epochs=1)
+  mesh = runs.make_mesh(cfg)
+  loop.train_teacher(cfg, ds, mesh, str(tmp_path / "teacher"))
+  manager = ckpt_lib.RunCheckpoints(str(tmp_path / "teacher" / "checkpoints"))
+  raw = manager.manager.restore(manager.latest_step)["state"]
+  # Restore into a freshly initialised state of the same structure.
+  from krd_jax.train import optim
+  from krd_jax.train.state import create_state
+  model = loop.build_model(cfg.teacher, ds.num_classes, jnp.float32)
+  fresh = loop.init_variables(model, ds.image_shape, jax.random.PRNGKey(42))
+  tx = optim.make_optimizer(cfg.teacher.optim, 1, 1)
+  state = sharding.replicate(create_state({"model": fresh["params"]},
+                                          fresh["batch_stats"], tx), mesh)
+  restored, meta = manager.restore_latest(state)
+  assert meta == {"epoch": 1}
+  for a, b in zip(_leaves(restored.trainable()), _leaves(raw)):
+    assert a.tobytes() == b.tobytes()
+
+
+def _cli(workdir, *extra):
+  return [sys.executable, "-m", "krd_jax", "teacher",
+          f"--config={REPO}/experiments/configs/digits_lt.py:local",
+          f"--config.workdir={workdir}", "--config.progress=False",
+          "--config.checkpoint_every_epochs=2", "--config.teacher.epochs=12", *extra]
+
+
+def test_killed_run_resumes_to_identical_parameters(tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", KRD_JAX_CACHE=str(tmp_path / "c"))
+  subprocess.run(_cli(tmp_path / "ref"), check=True, env=env, capture_output=True)
+  proc = subprocess.Popen(_cli(tmp_path / "run"), env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  ckpts = tmp_path / "run" / "teacher" / "checkpoints"
+  deadline = time.time() + 120
+  while time.time() < deadline and proc.poll() is None:
+    if ckpts.exists() and any(p.name.isdigit() for p in ckpts.iterdir()):
+      break
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (tmp_path / "run" / "teacher" / "teacher.json").exists(), \
+      "the run finished before it could be killed; make it longer"
+  subprocess.run(_cli(tmp_path / "run"), check=True, env=env, capture_output=True)
+  ref = ckpt_lib.RunCheckpoints(str(tmp_path / "ref" / "teacher" / "checkpoints"))
+  run = ckpt_lib.RunCheckpoints(str(tmp_path / "run" / "teacher" / "checkpoints"))
+  assert ref.latest_step == run.latest_step
+  a = ref.manager.restore(ref.latest_step)["state"]["params"]
+  b = run.manager.restore(run.latest_step)["state"]["params"]
+  for x, y in zip(_leaves(a), _leaves(b)):
+    assert x.tobytes() == y.tobytes()
+
+
+def test_demo_prints_a_row_per_method(tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", KRD_JAX_CACHE=str(tmp_path / "c"))
+  out = subprocess.run(
+      [sys.executable, "-m", "krd_jax", "demo",
+       f"--config={REPO}/experiments/configs/digits_lt.py:local",
+       f"--config.workdir={tmp_path / 'demo'}", "--config.progress=False"],
+      check=True, env=env, capture_output=True, text=True).stdout
+  rows = [line for line in out.splitlines() if line.startswith("| ")]
+  names = [row.split("|")[1].strip() for row in rows[1:]]
+  assert len(names) == 1 + 5 and names[0].startswith("teacher")
+  for method in ("ce", "kd", "bkd", "dkd", "krd"):
+    assert any(name.endswith(f" {method}") for name in names), (method, names)
+  assert (tmp_path / "demo" / "per_class_accuracy.png").exists()

@@ -1,0 +1,56 @@
+"""Pure-function losses for KRDistill and its long-tail and KD baselines.
+
+Arrays in, float32 per-example [B] or scalar out; no config, no global state.
+Per-class constants come from `krd_jax.priors`; reduce per-example losses with
+`jnp.mean` or `balanced_mean`. `registry` maps config names to built losses.
+"""
+
+from krd_jax.losses.kd import bkd_loss
+from krd_jax.losses.kd import dkd_loss
+from krd_jax.losses.kd import kd_loss
+from krd_jax.losses.krdistill import logit_rectified_loss
+from krd_jax.losses.krdistill import rectify_teacher_features
+from krd_jax.losses.krdistill import rectify_teacher_logits
+from krd_jax.losses.krdistill import representation_rectified_loss
+from krd_jax.losses.krdistill import warmup_scale
+from krd_jax.losses.long_tail import balanced_mean
+from krd_jax.losses.long_tail import balanced_softmax_ce
+from krd_jax.losses.long_tail import class_balanced_ce
+from krd_jax.losses.long_tail import cross_entropy
+from krd_jax.losses.long_tail import ldam_loss
+from krd_jax.losses.long_tail import logit_adjusted_ce
+from krd_jax.losses.registry import STUDENT_METHODS
+from krd_jax.losses.registry import StudentObjective
+from krd_jax.losses.registry import StudentOutputs
+from krd_jax.losses.registry import student_methods
+from krd_jax.losses.registry import student_objective
+from krd_jax.losses.registry import TEACHER_LOSSES
+from krd_jax.losses.registry import teacher_loss
+from krd_jax.losses.registry import teacher_losses
+from krd_jax.priors import pad_features
+
+__all__ = [
+    "STUDENT_METHODS",
+    "StudentObjective",
+    "StudentOutputs",
+    "TEACHER_LOSSES",
+    "balanced_mean",
+    "balanced_softmax_ce",
+    "bkd_loss",
+    "class_balanced_ce",
+    "cross_entropy",
+    "dkd_loss",
+    "kd_loss",
+    "ldam_loss",
+    "logit_adjusted_ce",
+    "logit_rectified_loss",
+    "pad_features",
+    "rectify_teacher_features",
+    "rectify_teacher_logits",
+    "representation_rectified_loss",
+    "student_methods",
+    "student_objective",
+    "teacher_loss",
+    "teacher_losses",
+    "warmup_scale",
+]

@@ -68,7 +68,9 @@ def default_config() -> ml_collections.ConfigDict:
       "imbalance": 50.0,
       "profile": "exp",
       "seed": 0,
-      "val_per_class": 0,
+      "val_per_class": 0,      # balanced validation images per class (model selection)
+      "n_max": 0,               # head-class images; 0: the dataset's default
+      "image_size": 0,          # streaming sources' output side; 0: their default
       "data_dir": "",
       "split_list_dir": "",
       "cache_dir": "",

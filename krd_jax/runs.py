@@ -22,7 +22,8 @@ def load_data(cfg: ml_collections.ConfigDict):
   d = cfg.data
   return load_dataset(d.name, imbalance=d.imbalance, profile=d.profile, seed=d.seed,
                       val_per_class=d.val_per_class, data_dir=d.data_dir or None,
-                      split_list_dir=d.split_list_dir or None, cache_dir=d.cache_dir or None)
+                      split_list_dir=d.split_list_dir or None, cache_dir=d.cache_dir or None,
+                      n_max=d.n_max or None, image_size=d.image_size or None)
 
 
 def make_mesh(cfg: ml_collections.ConfigDict):

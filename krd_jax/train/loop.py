@@ -268,10 +268,11 @@ def train_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, run_dir: str) 
               eval_fn=eval_fn, loader=loader, rng=rng_train, desc=f"teacher {tcfg.model}",
               select_split=_select_split(ds))
   summary = eval_fn(state, "test")
+  val = eval_fn(state, "val") if len(ds.val_labels) else None
   meta = {"model": tcfg.model, "model_kwargs": tcfg.model_kwargs.to_dict(),
           "num_classes": ds.num_classes, "dataset": ds.name,
           "train_counts": np.asarray(ds.train_counts).tolist(), "loss": tcfg.loss,
-          "test": summary}
+          "test": summary, "val": val}
   ckpt_lib.save_teacher(run_dir, jax.device_get(state.model_variables()), meta)
   return Teacher(model, state.model_variables(), meta, summary)
 
@@ -394,6 +395,7 @@ def train_student(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, teacher: Teach
               eval_fn=eval_fn, loader=loader, rng=rng_train,
               desc=f"student {scfg.model} {scfg.method}", select_split=_select_split(ds))
   summary = eval_fn(state, "test")
+  val = eval_fn(state, "val") if len(ds.val_labels) else None
   with open(os.path.join(run_dir, "final.json"), "w") as f:
-    json.dump({"method": scfg.method, "model": scfg.model, "test": summary}, f)
+    json.dump({"method": scfg.method, "model": scfg.model, "test": summary, "val": val}, f)
   return summary

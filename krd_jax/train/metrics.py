@@ -93,8 +93,11 @@ def plot_per_class(results: Mapping[str, Sequence[float]], train_counts: np.ndar
   order = np.argsort(-counts, kind="stable")
   fig, ax = plt.subplots(figsize=(7, 4.2))
   for name, accuracy in results.items():
-    ax.plot(counts[order], np.asarray(accuracy)[order], marker="o", ms=3, lw=1.2,
-            label=name)
+    # The teacher is the reference the students are read against: draw it apart.
+    style = ({"color": "black", "ls": "--", "lw": 2.0, "zorder": 3}
+             if name.startswith("teacher") else {"lw": 1.2})
+    ax.plot(counts[order], np.asarray(accuracy)[order], marker="o", ms=3, label=name,
+            **style)
   ax.set_xscale("log")
   ax.set_xlabel("training images of the class (log scale)")
   ax.set_ylabel("test accuracy of the class (%)")

@@ -1,0 +1,220 @@
+"""KRDistill against the baselines on the real CIFAR-10-LT (IF = 100), with ablations.
+
+Reads the CIFAR-10 image folder of ../shared/data (extracted) with Pillow, so it runs
+where TensorFlow is not installed (GPU images); makes it long-tailed with the
+LDAM-DRW profile and draws a balanced validation split from the training images the
+profile left out (used to choose KRDistill's defaults; the test set never is).
+Trains one teacher, then every student row in priority order, appending one JSON
+line per finished run, and stops starting new runs after --time-limit seconds.
+
+  python benchmarks/cifar_lt_accuracy.py --folder ~/.cache/krd_jax/cifar10-jpg \
+      --workdir runs/bench_c10lt --results benchmarks/results/cifar10_lt.jsonl
+  python benchmarks/cifar_lt_accuracy.py --summarize benchmarks/results/cifar10_lt.jsonl
+
+Recipe: experiments/configs/cifar10_lt.py:cpu (ResNet-32 teacher, ResNet-8 student,
+30 epochs each, SGD, batch 128, crop + flip). About 10 minutes on one H200 for the
+first dozen rows; about 2 hours per seed of every row on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import concurrent.futures
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+# (label, student method, methods.<method> overrides). Priority order: the rows the
+# issue asks for first, then default-selection variants.
+ROWS = [
+    ("CE", "ce", {}),
+    ("KD", "kd", {}),
+    ("KRDistill", "krd", {}),
+    ("BKD", "bkd", {}),
+    ("DKD", "dkd", {}),
+    ("LRD only", "krd", {"use_rrd": False}),
+    ("RRD only", "krd", {"use_lrd": False}),
+    ("LRD without swap", "krd", {"use_rrd": False, "swap": False}),
+    ("LRD without prior correction", "krd", {"use_rrd": False, "tau": 0.0}),
+    ("logit-adjusted CE (no teacher)", "logit_adjusted", {}),
+    ("KRDistill + logit-adjusted CE", "krd", {"ce": "logit_adjusted"}),
+    ("KRDistill rho=1", "krd", {"rho": 1.0}),
+    ("KRDistill lam=0", "krd", {"lam": 0.0}),
+    ("KRDistill tau=2", "krd", {"tau": 2.0}),
+]
+SEEDED = ("CE", "KD", "KRDistill")
+
+
+def _decode(path: str) -> np.ndarray:
+  from PIL import Image
+  with Image.open(path) as image:
+    return np.asarray(image.convert("RGB"), np.uint8)
+
+
+def read_folder(root: str, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+  """root/split/<class>/*.jpg -> uint8 images, int32 labels (alphabetical classes)."""
+  classes = sorted(os.listdir(os.path.join(root, split)))
+  paths, labels = [], []
+  for label, name in enumerate(classes):
+    folder = os.path.join(root, split, name)
+    for file in sorted(os.listdir(folder)):
+      paths.append(os.path.join(folder, file))
+      labels.append(label)
+  with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
+    images = np.stack(list(pool.map(_decode, paths, chunksize=256)))
+  return images, np.asarray(labels, np.int32), classes
+
+
+def load(folder: str, val_per_class: int, n_max: int):
+  from krd_jax.data import from_arrays
+  cache = os.path.join(os.path.expanduser("~/.cache/krd_jax"), "cifar10_folder_arrays.npz")
+  if os.path.exists(cache):
+    arrays = dict(np.load(cache))
+    classes = [str(c) for c in arrays.pop("classes")]
+  else:
+    train_x, train_y, classes = read_folder(folder, "train")
+    test_x, test_y, _ = read_folder(folder, "test")
+    arrays = {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    np.savez(cache + ".tmp.npz", classes=np.asarray(classes), **arrays)
+    os.replace(cache + ".tmp.npz", cache)
+  return from_arrays("cifar10_lt_folder", arrays["train_x"], arrays["train_y"],
+                     arrays["test_x"], arrays["test_y"], classes, imbalance=100.0, seed=0,
+                     val_per_class=val_per_class, n_max=n_max)
+
+
+def base_config(workdir: str, epochs: int, dtype: str):
+  from experiments.configs import cifar10_lt
+  cfg = cifar10_lt.get_config("cpu").unlock()
+  cfg.workdir = workdir
+  cfg.compute_dtype = dtype
+  cfg.progress = False
+  for role in (cfg.teacher, cfg.student):
+    role.epochs = epochs
+    role.optim.step_epochs = (int(0.8 * epochs), int(0.9 * epochs))
+  cfg.student.distill_warmup_epochs = max(1, epochs // 10)
+  return cfg
+
+
+def run(args) -> None:
+  import jax
+  from krd_jax import runs
+  from krd_jax.train import loop
+
+  ds = load(args.folder, args.val_per_class, args.n_max)
+  print(f"{ds.name}: {len(ds.train_labels)} train {ds.train_counts.tolist()}, "
+        f"{len(ds.val_labels)} val, {len(ds.test_labels)} test; {jax.devices()[0]}",
+        flush=True)
+  cfg = base_config(args.workdir, args.epochs, args.dtype)
+  mesh = runs.make_mesh(cfg.lock())
+  start = time.time()
+  cfg.lock()
+  teacher = loop.ensure_teacher(cfg, ds, mesh)
+  _append(args.results, {"label": "teacher (CE)", "seed": 0, "test": teacher.summary,
+                         "val": teacher.meta.get("val"), "seconds": time.time() - start,
+                         "epochs": args.epochs, "dtype": args.dtype,
+                         "train_images": int(len(ds.train_labels)),
+                         "train_counts": ds.train_counts.tolist()})
+  done = {(r["label"], r["seed"]) for r in _read(args.results)}
+  queue = [(row, 0) for row in ROWS] + [
+      (row, seed) for seed in range(1, args.seeds) for row in ROWS if row[0] in SEEDED]
+  for (label, method, overrides), seed in queue:
+    if (label, seed) in done:
+      continue
+    if time.time() - start > args.time_limit:
+      print(f"time limit reached; not starting {label} seed {seed}", flush=True)
+      break
+    run_cfg = runs.with_method(cfg, method).unlock()
+    run_cfg.seed = seed
+    run_cfg.teacher.checkpoint = os.path.join(args.workdir, "teacher")
+    run_cfg.methods[method].update(overrides)
+    run_cfg.lock()
+    t0 = time.time()
+    run_dir = os.path.join(args.workdir, "students", f"{label}_s{seed}".replace(" ", "_"))
+    loop.train_student(run_cfg, ds, mesh, teacher if method not in (
+        "ce", "logit_adjusted") else None, run_dir)
+    with open(os.path.join(run_dir, "final.json")) as f:
+      final = json.load(f)
+    record = {"label": label, "seed": seed, "method": method, "overrides": overrides,
+              "test": final["test"], "val": final["val"], "seconds": time.time() - t0,
+              "epochs": args.epochs, "dtype": args.dtype}
+    _append(args.results, record)
+    print(f"{label} s{seed}: test balanced {final['test']['balanced']:.1f} "
+          f"tail {final['test']['tail']:.1f} ({record['seconds']:.0f} s)", flush=True)
+
+
+def _append(path: str, record: dict) -> None:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "a") as f:
+    f.write(json.dumps(record) + "\n")
+
+
+def _read(path: str) -> list[dict]:
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def summarize(path: str, plot: str = "") -> str:
+  """Markdown tables (test, then val) of mean ± std over seeds, and the plot."""
+  from krd_jax.train import metrics as metrics_lib
+  records = _read(path)
+  out = []
+  for split in ("test", "val"):
+    by_label = collections.OrderedDict()
+    for r in records:
+      if r.get(split):
+        by_label.setdefault(r["label"], []).append(r[split])
+    rows = {}
+    for label, runs_ in by_label.items():
+      name = f"{label} (n={len(runs_)})"
+      rows[name] = {}
+      for column in ("overall", "balanced", "many", "medium", "few", "head", "middle", "tail"):
+        values = np.asarray([r[column] for r in runs_], np.float64)
+        rows[name][column] = (float(values.mean()),
+                              float(values.std(ddof=1)) if len(values) > 1 else 0.0)
+    out.append(f"### {split}\n\n" + metrics_lib.format_table(rows))
+  if plot:
+    first = {}
+    for r in records:
+      if r["seed"] == 0 and r["label"] in ("teacher (CE)", "KD", "KRDistill", "CE"):
+        first[r["label"]] = r["test"]["per_class"]
+    counts = next(r["train_counts"] for r in records if "train_counts" in r)
+    metrics_lib.plot_per_class(first, np.asarray(counts), plot,
+                               title="CIFAR-10-LT (IF=100): per-class test accuracy")
+  return "\n\n".join(out)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--folder", default=os.path.expanduser("~/.cache/krd_jax/cifar10-jpg"))
+  parser.add_argument("--workdir", default="runs/bench_c10lt")
+  parser.add_argument("--results", default="benchmarks/results/cifar10_lt.jsonl")
+  parser.add_argument("--epochs", type=int, default=30)
+  parser.add_argument("--seeds", type=int, default=3)
+  parser.add_argument("--val-per-class", type=int, default=100)
+  parser.add_argument("--n-max", type=int, default=4900,
+                      help="head-class images; below 5000 so every class leaves "
+                      "images for the balanced validation split")
+  parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  parser.add_argument("--time-limit", type=float, default=math.inf)
+  parser.add_argument("--summarize", default="", help="print tables of a results file")
+  parser.add_argument("--plot", default="")
+  args = parser.parse_args()
+  if args.summarize:
+    print(summarize(args.summarize, args.plot))
+  else:
+    run(args)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,225 @@
+"""Images/s of one student-distillation step: krd_jax (jit) against PyTorch eager.
+
+The step: teacher forward in inference mode, student forward and backward, CE + KD
+loss (T = 4), SGD with momentum 0.9 and weight decay 5e-4. Both frameworks run the
+same architectures (benchmarks/torch_reference.py mirrors krd_jax.models), batch and
+optimiser, alternating timed blocks in one process; medians of per-step times after
+warm-up. Also reports the achieved FLOP rate (XLA's cost analysis of the compiled step)
+against a float32 matmul ceiling measured in the same process, and KRDistill's step
+time over KD's.
+
+  python benchmarks/step_throughput.py                        # CPU, float32
+  python benchmarks/step_throughput.py --dtype bfloat16       # bf16 compute
+  python benchmarks/step_throughput.py --pairs resnet32:resnet8:128 --steps 20
+
+PyTorch is a benchmark-only dependency: pip install torch==2.13.0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from krd_jax import models, priors, sharding  # noqa: E402
+from krd_jax.losses import registry  # noqa: E402
+from krd_jax.train import steps as steps_lib  # noqa: E402
+from krd_jax.train.state import create_state  # noqa: E402
+
+NUM_CLASSES = 100
+MEAN, STD = np.full(3, 0.5, np.float32), np.full(3, 0.25, np.float32)
+
+
+def jax_step(teacher_name: str, student_name: str, batch: int, dtype, method: str):
+  """A jitted krd_jax distillation step and its initial state and batch."""
+  mesh = sharding.make_mesh(1)
+  teacher = models.create_model(teacher_name, NUM_CLASSES, dtype=dtype)
+  student = models.create_model(student_name, NUM_CLASSES, dtype=dtype)
+  x = jnp.zeros((1, 32, 32, 3))
+  t_vars = teacher.init(jax.random.PRNGKey(0), x)
+  s_vars = student.init(jax.random.PRNGKey(1), x)
+  counts = np.asarray(priors_counts())
+  kwargs = {}
+  projector = None
+  params = {"model": s_vars["params"]}
+  if method == "krd":
+    t_dim = models.feature_dim(teacher_name)
+    means = np.random.default_rng(0).normal(size=(NUM_CLASSES, t_dim))
+    kwargs = {"anchors": priors.aligned_etf(means), "center": priors.balanced_center(means)}
+    import flax.linen as nn
+    projector = nn.Dense(kwargs["anchors"].shape[0])
+    params["projector"] = projector.init(
+        jax.random.PRNGKey(2), jnp.zeros((1, models.feature_dim(student_name))))["params"]
+  objective = registry.student_objective(method, counts, **kwargs)
+  tx = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(0.05, momentum=0.9))
+  state = create_state(params, s_vars["batch_stats"], tx,
+                       teacher={"params": t_vars["params"], "batch_stats": t_vars["batch_stats"]})
+  preprocess = steps_lib.make_preprocess(MEAN, STD, 4, True, dtype)
+  step = steps_lib.jit_train_step(steps_lib.make_student_step(
+      student, teacher, projector, objective, tx, preprocess, 0), mesh)
+  rng = np.random.default_rng(0)
+  data = sharding.shard_batch({
+      "image": rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8),
+      "label": rng.integers(0, NUM_CLASSES, batch).astype(np.int32)}, mesh)
+  state = sharding.replicate(state, mesh)
+  return step, state, data
+
+
+def priors_counts():
+  from krd_jax.data import long_tail_counts
+  return long_tail_counts(500, NUM_CLASSES, 100)
+
+
+def time_jax(step, state, data, n: int, key):
+  times = []
+  for _ in range(n):
+    start = time.perf_counter()
+    state, metrics = step(state, data, key)
+    jax.block_until_ready(metrics["loss"])
+    times.append(time.perf_counter() - start)
+  return state, times
+
+
+def torch_setup(teacher_name, student_name, batch, dtype, device):
+  import torch
+  import torch.nn.functional as F
+  import torch_reference as ref
+
+  teacher = ref.create(teacher_name, NUM_CLASSES).to(device).eval()
+  student = ref.create(student_name, NUM_CLASSES).to(device).train()
+  opt = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+  g = torch.Generator().manual_seed(0)
+  images = torch.randint(0, 256, (batch, 3, 32, 32), generator=g, dtype=torch.uint8).to(device)
+  labels = torch.randint(0, NUM_CLASSES, (batch,), generator=g).to(device)
+  mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
+  std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
+  autocast = dtype == "bfloat16"
+
+  def step():
+    # Same work as the jax step: flip + pad-crop augmentation, normalisation.
+    x = images.float() / 255.0
+    flip = torch.rand(batch, device=device) < 0.5
+    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+    x = F.pad(x, (4, 4, 4, 4))
+    i, j = np.random.randint(0, 9, 2)
+    x = (x[:, :, i:i + 32, j:j + 32] - mean) / std
+    with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=autocast):
+      with torch.no_grad():
+        t_logits, _ = teacher(x)
+      s_logits, _ = student(x)
+      t, s = t_logits.float() / 4.0, s_logits.float() / 4.0
+      kd = F.kl_div(F.log_softmax(s, 1), F.log_softmax(t, 1), reduction="batchmean",
+                    log_target=True) * 16.0
+      loss = F.cross_entropy(s_logits.float(), labels) + kd
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
+
+  def timed(n):
+    times = []
+    for _ in range(n):
+      start = time.perf_counter()
+      loss = step()
+      loss.item()  # synchronises (GPU) like block_until_ready
+      times.append(time.perf_counter() - start)
+    return times
+
+  return timed
+
+
+def matmul_ceiling(dtype, n=2048, reps=5) -> float:
+  a = jnp.ones((n, n), dtype)
+  f = jax.jit(lambda a, b: a @ b)
+  f(a, a).block_until_ready()
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    f(a, a).block_until_ready()
+    times.append(time.perf_counter() - start)
+  return 2 * n ** 3 / statistics.median(times) / 1e12
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--pairs", default="resnet32x4:resnet8x4:64,resnet32:resnet8:128")
+  parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  parser.add_argument("--steps", type=int, default=20, help="timed steps per framework")
+  parser.add_argument("--warmup", type=int, default=3)
+  parser.add_argument("--rounds", type=int, default=4, help="alternating timed blocks")
+  parser.add_argument("--no-torch", action="store_true")
+  parser.add_argument("--json", default="", help="append results as JSON lines here")
+  args = parser.parse_args()
+
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  device = jax.devices()[0]
+  torch_device = "cuda" if device.platform == "gpu" else "cpu"
+  dtype = jnp.dtype(args.dtype)
+  ceiling = matmul_ceiling(jnp.float32)
+  ceiling_bf16 = matmul_ceiling(jnp.bfloat16)
+  print(f"device: {device.device_kind} ({device.platform}), jax {jax.__version__}, "
+        f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
+  print(f"matmul ceiling 2048^3: float32 {ceiling:.2f} TFLOP/s, bfloat16 {ceiling_bf16:.2f}")
+  results = []
+  per_block = max(1, args.steps // args.rounds)
+  for pair in args.pairs.split(","):
+    teacher_name, student_name, batch = pair.split(":")
+    batch = int(batch)
+    row = {"teacher": teacher_name, "student": student_name, "batch": batch,
+           "dtype": args.dtype, "device": device.device_kind}
+    kd_step, kd_state, data = jax_step(teacher_name, student_name, batch, dtype, "kd")
+    krd_step, krd_state, _ = jax_step(teacher_name, student_name, batch, dtype, "krd")
+    key = jax.random.PRNGKey(0)
+    flops = kd_step.lower(kd_state, data, key).compile().cost_analysis()
+    flops = (flops[0] if isinstance(flops, list) else flops).get("flops", float("nan"))
+    kd_state, _ = time_jax(kd_step, kd_state, data, args.warmup, key)
+    krd_state, _ = time_jax(krd_step, krd_state, data, args.warmup, key)
+    torch_timed = None if args.no_torch else torch_setup(
+        teacher_name, student_name, batch, args.dtype, torch_device)
+    if torch_timed:
+      torch_timed(args.warmup)
+    jax_times, krd_times, torch_times = [], [], []
+    for _ in range(args.rounds):
+      kd_state, t = time_jax(kd_step, kd_state, data, per_block, key)
+      jax_times += t
+      krd_state, t = time_jax(krd_step, krd_state, data, per_block, key)
+      krd_times += t
+      if torch_timed:
+        torch_times += torch_timed(per_block)
+    jax_med, krd_med = statistics.median(jax_times), statistics.median(krd_times)
+    row.update(jax_kd_img_s=batch / jax_med, jax_krd_img_s=batch / krd_med,
+               krd_over_kd=krd_med / jax_med, jax_tflops=flops / jax_med / 1e12,
+               step_gflop=flops / 1e9, steps=len(jax_times),
+               jax_spread_ms=(1e3 * min(jax_times), 1e3 * max(jax_times)))
+    line = (f"{teacher_name}->{student_name} b{batch} {args.dtype}: krd_jax KD "
+            f"{row['jax_kd_img_s']:.0f} img/s ({row['jax_tflops']:.3f} TFLOP/s = "
+            f"{100 * row['jax_tflops'] / (ceiling if args.dtype == 'float32' else ceiling_bf16):.0f}% "
+            f"of the {args.dtype} matmul ceiling), KRDistill/KD step time {row['krd_over_kd']:.3f}")
+    if torch_times:
+      torch_med = statistics.median(torch_times)
+      row.update(torch_img_s=batch / torch_med, ratio=torch_med / jax_med)
+      line += f"; PyTorch eager {row['torch_img_s']:.0f} img/s"
+    print(line, flush=True)
+    results.append(row)
+    if args.json:
+      with open(args.json, "a") as f:
+        f.write(json.dumps(row) + "\n")
+  for row in results:
+    if "ratio" in row:
+      print(f"ratio krd_jax / PyTorch ({row['teacher']}->{row['student']} b{row['batch']} "
+            f"{row['dtype']}): {row['ratio']:.2f}x")
+
+
+if __name__ == "__main__":
+  main()

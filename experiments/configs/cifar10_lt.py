@@ -1,0 +1,29 @@
+"""CIFAR-10-LT (IF=100, 12,406 training images): ResNet-32 teacher -> ResNet-8 student.
+
+  python -m krd_jax demo --config=experiments/configs/cifar10_lt.py               # tfds cifar10
+  python -m krd_jax demo --config=experiments/configs/cifar10_lt.py:offline       # ../shared/data folder
+  python -m krd_jax demo --config=experiments/configs/cifar10_lt.py:offline,local # smoke test
+
+Arguments (comma-separated): `offline` reads the CIFAR-10 image folder at
+~/.cache/krd_jax/cifar10-jpg (extract ../shared/data/cifar10-jpg.tar.gz there) instead
+of downloading tfds cifar10; `local` runs 2 epochs per model; `cpu` is the CPU-sized
+recipe (30 epochs).
+Expected runtime: full recipe (200 epochs, teacher + 5 students) about 1 h on one
+modern GPU; `cpu` about 2 h on 2 CPU cores; `local` a few minutes on CPU.
+"""
+
+import os
+
+from experiments.configs import common
+
+
+def get_config(arg: str = ""):
+  args = common.parse_args(arg, ("offline", "local", "cpu"))
+  cfg = common.cifar_config("cifar10_lt", "resnet32", "resnet8",
+                            epochs=30 if "cpu" in args else 200)
+  if "offline" in args:
+    cfg.data.name = "image_folder"
+    cfg.data.data_dir = os.path.expanduser("~/.cache/krd_jax/cifar10-jpg")
+  if "local" in args:
+    common.local_mode(cfg)
+  return cfg.lock()

@@ -1,0 +1,29 @@
+"""ImageNet-LT (Liu et al. 2019 split lists, 115.8k training images, 1000 classes).
+
+  python -m krd_jax demo --config=experiments/configs/imagenet_lt.py \
+      --config.data.data_dir=/data/imagenet --config.data.split_list_dir=/data/ImageNet_LT
+
+data_dir holds the ImageNet images the lists name ("train/n01440764/....JPEG 0");
+split_list_dir holds ImageNet_LT_train.txt / _val.txt / _test.txt. Images stream
+through tf.data (parallel decode, random-resized crop, flip, prefetch).
+Arguments: `local` (2 epochs, small batches: checks the pipeline).
+Expected runtime: 90 epochs ResNet-50 -> ResNet-18, about 1 day on 8 GPUs.
+"""
+
+from experiments.configs import common
+from krd_jax.config import optim_config
+
+
+def get_config(arg: str = ""):
+  args = common.parse_args(arg, ("local",))
+  cfg = common.cifar_config("imagenet_lt", "resnet50", "resnet18", epochs=90)
+  cfg.data.crop_pad = 0
+  cfg.data.flip = False  # augmentation happens in the tf.data stream
+  cfg.data.image_size = 224
+  for role in (cfg.teacher, cfg.student):
+    role.batch_size = 256
+    role.optim = optim_config(name="sgd", lr=0.1, weight_decay=5e-4, schedule="cosine",
+                              warmup_epochs=5)
+  if "local" in args:
+    common.local_mode(cfg)
+  return cfg.lock()

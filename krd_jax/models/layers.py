@@ -1,0 +1,156 @@
+"""Building blocks shared by the model zoo: PyTorch-matching convolutions and heads.
+
+Every model in `krd_jax.models` mirrors a PyTorch reference definition (CRD /
+mdistiller for CIFAR, torchvision for ImageNet), so the helpers here reproduce
+PyTorch's conventions in Flax Linen: symmetric explicit padding (`padding=k // 2`,
+not XLA's `SAME`, which pads strided convolutions asymmetrically), bias-free
+convolutions before BatchNorm, PyTorch's BatchNorm hyper-parameters and PyTorch's
+initialisers.
+
+Data layout is NHWC. Parameters are float32; computation runs in the module's
+`dtype`; pooled features and logits always come back in float32.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ModuleDef = Any
+Dtype = Any
+Initializer = Callable[..., jax.Array]
+
+# `nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu")`, also the
+# `normal_(0, sqrt(2 / (k * k * out_channels)))` of the CRD WRN / MobileNetV2 code.
+# PyTorch's fan_out ignores groups (out_channels * k * k), as does JAX's.
+kaiming_fan_out: Initializer = nn.initializers.variance_scaling(
+    2.0, "fan_out", "normal")
+
+# PyTorch's default for `nn.Linear.weight` and `nn.Conv2d.weight`
+# (`kaiming_uniform_(a=sqrt(5))`): U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+torch_default_kernel: Initializer = nn.initializers.variance_scaling(
+    1.0 / 3.0, "fan_in", "uniform")
+
+
+def torch_default_bias(fan_in: int) -> Initializer:
+  """PyTorch's default bias initialiser: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+  bound = 1.0 / float(fan_in) ** 0.5
+
+  def init(key: jax.Array, shape: tuple[int, ...], dtype: Dtype = jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+def conv(
+    features: int,
+    kernel_size: int,
+    strides: int = 1,
+    groups: int = 1,
+    *,
+    dtype: Dtype = jnp.float32,
+    kernel_init: Initializer = kaiming_fan_out,
+    name: str | None = None,
+) -> nn.Conv:
+  """A bias-free square convolution padded like PyTorch (`padding=k // 2`)."""
+  pad = kernel_size // 2
+  return nn.Conv(
+      features,
+      (kernel_size, kernel_size),
+      strides=(strides, strides),
+      padding=((pad, pad), (pad, pad)),
+      feature_group_count=groups,
+      use_bias=False,
+      dtype=dtype,
+      param_dtype=jnp.float32,
+      kernel_init=kernel_init,
+      name=name,
+  )
+
+
+def batch_norm(train: bool, dtype: Dtype = jnp.float32) -> ModuleDef:
+  """`nn.BatchNorm` with PyTorch's defaults (momentum 0.1 there = 0.9 here).
+
+  Statistics live in the `batch_stats` collection. No `axis_name`: under `jax.jit`
+  with a sharded batch the batch statistics are already global.
+  """
+  return functools.partial(
+      nn.BatchNorm,
+      use_running_average=not train,
+      momentum=0.9,
+      epsilon=1e-5,
+      dtype=dtype,
+      param_dtype=jnp.float32,
+      scale_init=nn.initializers.ones,
+      bias_init=nn.initializers.zeros,
+  )
+
+
+def global_avg_pool(x: jax.Array) -> jax.Array:
+  """[B, H, W, C] -> [B, C] in float32 (the penultimate `features`)."""
+  return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+
+
+def classifier(
+    num_classes: int,
+    fan_in: int,
+    *,
+    kernel_init: Initializer = torch_default_kernel,
+    bias_init: Initializer | None = None,
+    name: str = "fc",
+) -> nn.Dense:
+  """The final linear layer; it runs in float32 (apply it to float32 features).
+
+  Args:
+    num_classes: number of output logits.
+    fan_in: input width (the feature dimension), for PyTorch's default bias init.
+    kernel_init: weight initialiser; PyTorch's `nn.Linear` default unless the
+      reference overrides it.
+    bias_init: bias initialiser; None means PyTorch's default.
+    name: the submodule name.
+
+  Returns:
+    An `nn.Dense` with float32 computation and parameters.
+  """
+  return nn.Dense(
+      num_classes,
+      dtype=jnp.float32,
+      param_dtype=jnp.float32,
+      kernel_init=kernel_init,
+      bias_init=bias_init or torch_default_bias(fan_in),
+      name=name,
+  )
+
+
+class ConvBN(nn.Module):
+  """Convolution -> BatchNorm -> optional ReLU (the `conv_bn` of the references).
+
+  Attributes:
+    features: output channels.
+    kernel_size: square kernel size.
+    norm: BatchNorm constructor (carries train mode and dtype).
+    strides: stride.
+    groups: feature groups; `groups == in_channels` is a depthwise convolution.
+    relu: whether to end with a ReLU.
+    dtype: computation dtype.
+    kernel_init: convolution weight initialiser.
+  """
+  features: int
+  kernel_size: int
+  norm: ModuleDef
+  strides: int = 1
+  groups: int = 1
+  relu: bool = True
+  dtype: Dtype = jnp.float32
+  kernel_init: Initializer = kaiming_fan_out
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = conv(self.features, self.kernel_size, self.strides, self.groups,
+             dtype=self.dtype, kernel_init=self.kernel_init, name="conv")(x)
+    x = self.norm(name="bn")(x)
+    return nn.relu(x) if self.relu else x

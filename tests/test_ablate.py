@@ -1,0 +1,135 @@
+"""Ablation sweeps (experiments/ablate.py): grid parsing, one shared teacher, reports,
+resume without retraining, and refusal of bad grids before anything is written."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:  # `pytest` run without `python -m` leaves the root off the path
+  sys.path.insert(0, REPO)
+
+from experiments import ablate  # noqa: E402
+from krd_jax.config import default_config  # noqa: E402
+
+
+def _base(epochs=2):
+  """digits_lt with tiny epochs: the sweep's cost is compilation, not training."""
+  cfg = default_config().unlock()
+  cfg.progress = False
+  cfg.num_devices = 1
+  cfg.teacher.epochs = epochs
+  cfg.student.epochs = epochs
+  cfg.eval_every_epochs = epochs
+  cfg.checkpoint_every_epochs = epochs
+  return cfg.lock()
+
+
+def _read_csv(path):
+  with open(path, newline="") as f:
+    return list(csv.DictReader(f))
+
+
+def _final_mtimes(workdir):
+  students = os.path.join(workdir, "students")
+  return {d: os.stat(os.path.join(students, d, "final.json")).st_mtime_ns
+          for d in os.listdir(students)}
+
+
+def test_parse_grid_types_values_by_the_config_field():
+  grid = ablate.parse_grid(
+      "methods.krd.lam=0,0.25 methods.krd.swap=true,False student.epochs=3,5 "
+      "methods.krd.anchor=aligned,random", _base())
+  assert grid == [("methods.krd.lam", [0.0, 0.25]), ("methods.krd.swap", [True, False]),
+                  ("student.epochs", [3, 5]), ("methods.krd.anchor", ["aligned", "random"])]
+  assert isinstance(grid[0][1][0], float) and isinstance(grid[2][1][0], int)
+  cells = ablate.cells(grid)
+  assert len(cells) == 16
+  assert cells[0] == {"methods.krd.lam": 0.0, "methods.krd.swap": True,
+                      "student.epochs": 3, "methods.krd.anchor": "aligned"}
+  assert ablate.cells([]) == [{}]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("methods.krd.lamb=0,1", "no field 'lamb' in methods.krd; valid keys: alpha, anchor"),
+    ("dta.imbalance=10", "no field 'dta' in the top level; valid keys:"),
+    ("data.imbalance=10,many", "'many' is not of type float"),
+    ("methods.krd.swap=true,maybe", "'maybe' is not of type bool"),
+    ("student.epochs=2.5", "'2.5' is not of type int"),
+    ("student.optim=1", "is a section"),
+    ("seed=1,2", "use --seeds"),
+    ("methods.krd.lam", "not of the form key=value1,value2"),
+    ("methods.krd.lam=0.5,2", "lam must be in [0, 1]"),
+    ("methods.krd.anchor=aligned,rnd", "allowed: aligned, random"),
+])
+def test_bad_grid_is_refused_before_anything_is_written(tmp_path, spec, message):
+  workdir = tmp_path / "sweep"
+  with pytest.raises(ValueError) as error:
+    ablate.run_sweep(_base(), spec, ["krd", "kd"], [0], str(workdir))
+  assert message in str(error.value)
+  assert not workdir.exists()
+
+
+def test_unknown_method_is_refused(tmp_path):
+  with pytest.raises(ValueError, match="unknown student method.*'krdd'"):
+    ablate.run_sweep(_base(), "methods.krd.lam=0", ["krdd"], [0], str(tmp_path / "w"))
+  assert not (tmp_path / "w").exists()
+
+
+def test_cli_refuses_a_typo_with_the_valid_keys(tmp_path):
+  workdir = tmp_path / "sweep"
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO, "experiments", "ablate.py"),
+       "--grid", "methods.krd.lamda=0,1", "--methods", "krd", f"--workdir={workdir}"],
+      capture_output=True, text=True, timeout=120, cwd=REPO)
+  assert proc.returncode != 0
+  assert "no field 'lamda' in methods.krd; valid keys:" in proc.stderr
+  assert not workdir.exists()
+
+
+def test_sweep_shares_the_teacher_writes_reports_and_resumes(tmp_path):
+  workdir, out = str(tmp_path / "sweep"), str(tmp_path / "reports")
+  args = (_base(), "methods.krd.lam=0,0.5", ["krd", "kd"], [0, 1], workdir, out)
+  first = ablate.run_sweep(*args)
+
+  # 2 cells x 2 methods x 2 seeds; kd does not read methods.krd.lam, so its two
+  # cells share runs: 4 krd + 2 kd trained. One teacher for all of them.
+  assert first["teachers_trained"] == 1
+  assert len(os.listdir(os.path.join(workdir, "teachers"))) == 1
+  assert first["trained"] == 6
+  assert len(os.listdir(os.path.join(workdir, "students"))) == 6
+
+  results = _read_csv(os.path.join(out, "results.csv"))
+  assert len(results) == 8
+  assert {(r["methods.krd.lam"], r["method"], r["seed"]) for r in results} == {
+      (lam, m, s) for lam in ("0.0", "0.5") for m in ("krd", "kd") for s in ("0", "1")}
+  assert all(0.0 <= float(r["balanced"]) <= 100.0 for r in results)
+  summary = _read_csv(os.path.join(out, "summary.csv"))
+  assert len(summary) == 4 and all(r["seeds"] == "2" for r in summary)
+  for column in ablate.METRICS:
+    assert column in summary[0] and f"{column}_std" in summary[0]
+  with open(os.path.join(out, "summary.md")) as f:
+    table = f.read()
+  assert table.count("| krd lam=") == 2 and table.count("| kd lam=") == 2
+  assert "±" in table
+  assert os.path.getsize(os.path.join(out, "balanced_vs_methods_krd_lam.png")) > 1000
+
+  # Run again: every run is finished, nothing trains and no final.json is rewritten.
+  mtimes = _final_mtimes(workdir)
+  again = ablate.run_sweep(*args)
+  assert again["trained"] == 0 and again["teachers_trained"] == 0
+  assert _final_mtimes(workdir) == mtimes
+  assert [r["balanced"] for r in again["rows"]] == [r["balanced"] for r in first["rows"]]
+
+  # An unfinished run (no final.json, checkpoints present) resumes: only it runs,
+  # the teacher comes from disk.
+  victim = first["rows"][0]["run_dir"]
+  os.remove(os.path.join(victim, "final.json"))
+  del mtimes[os.path.basename(victim)]
+  resumed = ablate.run_sweep(*args)
+  assert resumed["trained"] == 1 and resumed["teachers_trained"] == 0
+  assert {k: v for k, v in _final_mtimes(workdir).items() if k in mtimes} == mtimes
+  assert resumed["rows"][0]["balanced"] == pytest.approx(first["rows"][0]["balanced"])

@@ -45,11 +45,16 @@ ROWS = [
     ("LRD without swap", "krd", {"use_rrd": False, "swap": False}),
     ("LRD without prior correction", "krd", {"use_rrd": False, "tau": 0.0}),
     ("logit-adjusted CE (no teacher)", "logit_adjusted", {}),
+    ("KD from a logit-adjusted teacher", "kd", {}),
     ("KRDistill + logit-adjusted CE", "krd", {"ce": "logit_adjusted"}),
     ("KRDistill rho=1", "krd", {"rho": 1.0}),
     ("KRDistill lam=0", "krd", {"lam": 0.0}),
     ("KRDistill tau=2", "krd", {"tau": 2.0}),
+    ("KRDistill random ETF", "krd", {"anchor": "random"}),
 ]
+# Rows whose teacher is trained with logit adjustment instead of plain CE.
+LA_TEACHER_ROWS = ("KD from a logit-adjusted teacher",)
+# Rows repeated over seeds; "bf16" rows rerun KRDistill with bfloat16 compute.
 SEEDED = ("CE", "KD", "KRDistill")
 
 
@@ -68,7 +73,7 @@ def read_folder(root: str, split: str) -> tuple[np.ndarray, np.ndarray, list[str
     for file in sorted(os.listdir(folder)):
       paths.append(os.path.join(folder, file))
       labels.append(label)
-  with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
+  with concurrent.futures.ProcessPoolExecutor(os.cpu_count()) as pool:
     images = np.stack(list(pool.map(_decode, paths, chunksize=256)))
   return images, np.asarray(labels, np.int32), classes
 
@@ -92,6 +97,7 @@ def load(folder: str, val_per_class: int, n_max: int):
 
 
 def base_config(workdir: str, epochs: int, dtype: str):
+  """The cifar10_lt `cpu` recipe with `epochs` epochs (lr steps at 80% and 90%)."""
   from experiments.configs import cifar10_lt
   cfg = cifar10_lt.get_config("cpu").unlock()
   cfg.workdir = workdir
@@ -104,51 +110,94 @@ def base_config(workdir: str, epochs: int, dtype: str):
   return cfg
 
 
-def run(args) -> None:
+def work_queue(seeds: int) -> list[tuple[str, str, dict, int, str]]:
+  """(label, method, overrides, seed, dtype) in priority order."""
+  queue = [(label, method, overrides, 0, "float32") for label, method, overrides in ROWS]
+  for seed in range(1, seeds):
+    queue += [(label, method, overrides, seed, "float32")
+              for label, method, overrides in ROWS if label in SEEDED]
+  queue += [("KRDistill bf16", "krd", {}, seed, "bfloat16") for seed in range(seeds)]
+  return queue
+
+
+def teacher_config(args, loss: str):
+  cfg = base_config(os.path.join(args.workdir, f"teacher_{loss}"), args.epochs, "float32")
+  cfg.teacher.loss = loss
+  return cfg.lock()
+
+
+def train_teacher(args, ds, loss: str):
+  """Trains (or loads) the teacher with `loss`; records it once."""
+  from krd_jax import runs
+  from krd_jax.train import loop
+  cfg = teacher_config(args, loss)
+  start = time.time()
+  teacher = loop.ensure_teacher(cfg, ds, runs.make_mesh(cfg))
+  label = f"teacher ({'CE' if loss == 'ce' else 'logit-adjusted CE'})"
+  if label not in {r["label"] for r in _read(args.results)}:
+    _append(args.results, {"label": label, "seed": 0, "test": teacher.summary,
+                           "val": teacher.meta.get("val"), "seconds": time.time() - start,
+                           "epochs": args.epochs, "dtype": "float32",
+                           "train_images": int(len(ds.train_labels)),
+                           "train_counts": ds.train_counts.tolist()})
+  return teacher, cfg
+
+
+def run_students(args, ds) -> None:
+  """This worker's share of the queue (every N-th item), skipping finished runs."""
   import jax
   from krd_jax import runs
   from krd_jax.train import loop
 
-  ds = load(args.folder, args.val_per_class, args.n_max)
-  print(f"{ds.name}: {len(ds.train_labels)} train {ds.train_counts.tolist()}, "
-        f"{len(ds.val_labels)} val, {len(ds.test_labels)} test; {jax.devices()[0]}",
-        flush=True)
-  cfg = base_config(args.workdir, args.epochs, args.dtype)
-  mesh = runs.make_mesh(cfg.lock())
+  worker, workers = (int(x) for x in args.worker.split("/"))
   start = time.time()
-  cfg.lock()
-  teacher = loop.ensure_teacher(cfg, ds, mesh)
-  _append(args.results, {"label": "teacher (CE)", "seed": 0, "test": teacher.summary,
-                         "val": teacher.meta.get("val"), "seconds": time.time() - start,
-                         "epochs": args.epochs, "dtype": args.dtype,
-                         "train_images": int(len(ds.train_labels)),
-                         "train_counts": ds.train_counts.tolist()})
+  teachers = {}
   done = {(r["label"], r["seed"]) for r in _read(args.results)}
-  queue = [(row, 0) for row in ROWS] + [
-      (row, seed) for seed in range(1, args.seeds) for row in ROWS if row[0] in SEEDED]
-  for (label, method, overrides), seed in queue:
-    if (label, seed) in done:
+  for index, (label, method, overrides, seed, dtype) in enumerate(work_queue(args.seeds)):
+    if index % workers != worker or (label, seed) in done:
       continue
     if time.time() - start > args.time_limit:
-      print(f"time limit reached; not starting {label} seed {seed}", flush=True)
+      print(f"[{worker}] time limit reached; not starting {label} seed {seed}", flush=True)
       break
-    run_cfg = runs.with_method(cfg, method).unlock()
+    loss = "logit_adjusted" if label in LA_TEACHER_ROWS else "ce"
+    if loss not in teachers:
+      teachers[loss] = train_teacher(args, ds, loss)
+    teacher, teacher_cfg = teachers[loss]
+    run_cfg = runs.with_method(teacher_cfg, method).unlock()
     run_cfg.seed = seed
-    run_cfg.teacher.checkpoint = os.path.join(args.workdir, "teacher")
+    run_cfg.compute_dtype = dtype
+    run_cfg.teacher.checkpoint = teacher_cfg.workdir + "/teacher"
     run_cfg.methods[method].update(overrides)
     run_cfg.lock()
     t0 = time.time()
     run_dir = os.path.join(args.workdir, "students", f"{label}_s{seed}".replace(" ", "_"))
-    loop.train_student(run_cfg, ds, mesh, teacher if method not in (
-        "ce", "logit_adjusted") else None, run_dir)
+    needs_teacher = method not in ("ce", "logit_adjusted")
+    if dtype != "float32" and needs_teacher:  # the teacher computes in the run's dtype
+      teacher = loop.load_teacher(run_cfg, ds, runs.make_mesh(run_cfg), run_cfg.teacher.checkpoint)
+    loop.train_student(run_cfg, ds, runs.make_mesh(run_cfg),
+                       teacher if needs_teacher else None, run_dir)
     with open(os.path.join(run_dir, "final.json")) as f:
       final = json.load(f)
     record = {"label": label, "seed": seed, "method": method, "overrides": overrides,
               "test": final["test"], "val": final["val"], "seconds": time.time() - t0,
-              "epochs": args.epochs, "dtype": args.dtype}
+              "epochs": args.epochs, "dtype": dtype, "device": str(jax.devices()[0])}
     _append(args.results, record)
-    print(f"{label} s{seed}: test balanced {final['test']['balanced']:.1f} "
+    print(f"[{worker}] {label} s{seed}: test balanced {final['test']['balanced']:.1f} "
           f"tail {final['test']['tail']:.1f} ({record['seconds']:.0f} s)", flush=True)
+
+
+def run(args) -> None:
+  import jax
+  ds = load(args.folder, args.val_per_class, args.n_max)
+  print(f"{ds.name}: {len(ds.train_labels)} train {ds.train_counts.tolist()}, "
+        f"{len(ds.val_labels)} val, {len(ds.test_labels)} test; {jax.devices()[0]}",
+        flush=True)
+  if args.stage == "prepare":
+    return
+  if args.stage == "teacher":
+    train_teacher(args, ds, "ce")
+    return
+  run_students(args, ds)
 
 
 def _append(path: str, record: dict) -> None:
@@ -183,12 +232,12 @@ def summarize(path: str, plot: str = "") -> str:
         rows[name][column] = (float(values.mean()),
                               float(values.std(ddof=1)) if len(values) > 1 else 0.0)
     out.append(f"### {split}\n\n" + metrics_lib.format_table(rows))
-  if plot:
+  counts = next((r["train_counts"] for r in records if "train_counts" in r), None)
+  if plot and counts is not None:
     first = {}
     for r in records:
       if r["seed"] == 0 and r["label"] in ("teacher (CE)", "KD", "KRDistill", "CE"):
         first[r["label"]] = r["test"]["per_class"]
-    counts = next(r["train_counts"] for r in records if "train_counts" in r)
     metrics_lib.plot_per_class(first, np.asarray(counts), plot,
                                title="CIFAR-10-LT (IF=100): per-class test accuracy")
   return "\n\n".join(out)
@@ -206,7 +255,12 @@ def main():
                       help="head-class images; below 5000 so every class leaves "
                       "images for the balanced validation split")
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-  parser.add_argument("--time-limit", type=float, default=math.inf)
+  parser.add_argument("--time-limit", type=float, default=math.inf,
+                      help="seconds after which a worker starts no new run")
+  parser.add_argument("--stage", default="students", choices=["prepare", "teacher", "students"],
+                      help="prepare: decode and cache the arrays; teacher: the CE teacher; "
+                      "students: this worker's student runs (training teachers it needs)")
+  parser.add_argument("--worker", default="0/1", help="i/N: run every N-th queue item from i")
   parser.add_argument("--summarize", default="", help="print tables of a results file")
   parser.add_argument("--plot", default="")
   args = parser.parse_args()

@@ -110,8 +110,28 @@ def base_config(workdir: str, epochs: int, dtype: str):
   return cfg
 
 
-def work_queue(seeds: int) -> list[tuple[str, str, dict, int, str]]:
+# Lines of the per-class plot (seed 0 of each).
+PLOTTED = ("teacher (CE)", "CE", "KD", "KRDistill", "KRDistill + logit-adjusted CE",
+           "logit-adjusted CE (no teacher)")
+
+# A second pass after the first: the val-selected variants and the remaining seeds.
+FOLLOWUP = [
+    ("KRDistill + logit-adjusted CE", "krd", {"ce": "logit_adjusted"}, (1, 2)),
+    ("logit-adjusted CE (no teacher)", "logit_adjusted", {}, (1, 2)),
+    ("KRDistill + logit-adjusted CE, rho=1", "krd", {"ce": "logit_adjusted", "rho": 1.0},
+     (0, 1, 2)),
+    ("BKD", "bkd", {}, (1, 2)),
+    ("DKD", "dkd", {}, (1, 2)),
+    ("KD from a logit-adjusted teacher", "kd", {}, (1, 2)),
+]
+
+
+def work_queue(seeds: int, queue_name: str = "main") -> list[tuple[str, str, dict, int, str]]:
   """(label, method, overrides, seed, dtype) in priority order."""
+  if queue_name == "followup":
+    return [(label, method, overrides, seed, "float32")
+            for seed_index in range(3) for label, method, overrides, row_seeds in FOLLOWUP
+            for seed in row_seeds[seed_index:seed_index + 1]]
   queue = [(label, method, overrides, 0, "float32") for label, method, overrides in ROWS]
   for seed in range(1, seeds):
     queue += [(label, method, overrides, seed, "float32")
@@ -153,7 +173,7 @@ def run_students(args, ds) -> None:
   start = time.time()
   teachers = {}
   done = {(r["label"], r["seed"]) for r in _read(args.results)}
-  for index, (label, method, overrides, seed, dtype) in enumerate(work_queue(args.seeds)):
+  for index, (label, method, overrides, seed, dtype) in enumerate(work_queue(args.seeds, args.queue)):
     if index % workers != worker or (label, seed) in done:
       continue
     if time.time() - start > args.time_limit:
@@ -236,7 +256,7 @@ def summarize(path: str, plot: str = "") -> str:
   if plot and counts is not None:
     first = {}
     for r in records:
-      if r["seed"] == 0 and r["label"] in ("teacher (CE)", "KD", "KRDistill", "CE"):
+      if r["seed"] == 0 and r["label"] in PLOTTED:
         first[r["label"]] = r["test"]["per_class"]
     metrics_lib.plot_per_class(first, np.asarray(counts), plot,
                                title="CIFAR-10-LT (IF=100): per-class test accuracy")
@@ -260,6 +280,7 @@ def main():
   parser.add_argument("--stage", default="students", choices=["prepare", "teacher", "students"],
                       help="prepare: decode and cache the arrays; teacher: the CE teacher; "
                       "students: this worker's student runs (training teachers it needs)")
+  parser.add_argument("--queue", default="main", choices=["main", "followup"])
   parser.add_argument("--worker", default="0/1", help="i/N: run every N-th queue item from i")
   parser.add_argument("--summarize", default="", help="print tables of a results file")
   parser.add_argument("--plot", default="")

@@ -3,7 +3,8 @@
 The CLI, the notebook and the ablation runner all start from `default_config()` (the
 embedded digits_lt setup) and override fields; experiment files in
 `experiments/configs/` do the same. ConfigDicts are locked, so a typo in an override
-is an error, and typed, so a string where a float belongs is an error.
+is an error, and typed, so a string where a float belongs is an error. Values are
+checked against their allowed ranges by `krd_jax.validate` before a run starts.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ def default_config() -> ml_collections.ConfigDict:
   cfg.demo_methods = ("ce", "kd", "bkd", "dkd", "krd")
   cfg.eval_every_epochs = 10
   cfg.checkpoint_every_epochs = 50
+  cfg.checkpoint_every_steps = 0  # > 0: checkpoint every this many steps instead
   cfg.keep_checkpoints = 2
   cfg.log_every_steps = 50
   cfg.progress = True

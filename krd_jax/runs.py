@@ -1,6 +1,9 @@
 """Whole runs from one config: data, mesh, teacher, students, reports.
 
-The CLI, the notebook and the ablation scripts all call these.
+The CLI, the notebook and the ablation scripts all call these. Each run is checked
+first (`krd_jax.validate.check_run`) and its data loaded before anything is written
+under the workdir, so bad input is refused with `validate.InputError` and leaves no
+trace.
 """
 
 from __future__ import annotations
@@ -12,18 +15,40 @@ import time
 import ml_collections
 
 from krd_jax import sharding
+from krd_jax import validate
 from krd_jax.data import load_dataset
 from krd_jax.train import loop
 from krd_jax.train import metrics as metrics_lib
 
 
 def load_data(cfg: ml_collections.ConfigDict):
-  """The dataset `cfg.data` names (cached after the first call)."""
+  """The dataset `cfg.data` names (cached after the first call).
+
+  Raises:
+    validate.InputError: the data layer refused the data (a ValueError: empty
+      classes, labels outside [0, C), split-list paths escaping the root, ...) or
+      an image would not decode.
+  """
   d = cfg.data
-  return load_dataset(d.name, imbalance=d.imbalance, profile=d.profile, seed=d.seed,
-                      val_per_class=d.val_per_class, data_dir=d.data_dir or None,
-                      split_list_dir=d.split_list_dir or None, cache_dir=d.cache_dir or None,
-                      n_max=d.n_max or None, image_size=d.image_size or None)
+  try:
+    return load_dataset(d.name, imbalance=d.imbalance, profile=d.profile, seed=d.seed,
+                        val_per_class=d.val_per_class, data_dir=d.data_dir or None,
+                        split_list_dir=d.split_list_dir or None,
+                        cache_dir=d.cache_dir or None, n_max=d.n_max or None,
+                        image_size=d.image_size or None)
+  except validate.InputError:
+    raise
+  except Exception as error:  # pylint: disable=broad-except
+    if not isinstance(error, ValueError) and not _is_decode_error(error):
+      raise
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    raise validate.InputError(f"config.data.name={d.name!r}: the data was refused: "
+                              f"{first}") from error
+
+
+def _is_decode_error(error: BaseException) -> bool:
+  """A TensorFlow op error (an image that would not decode), without importing TF."""
+  return type(error).__module__.startswith("tensorflow")
 
 
 def make_mesh(cfg: ml_collections.ConfigDict):
@@ -48,16 +73,17 @@ def with_method(cfg: ml_collections.ConfigDict, method: str) -> ml_collections.C
 
 def teacher(cfg: ml_collections.ConfigDict) -> dict:
   """Trains (or reuses) the teacher; returns its test summary."""
+  validate.check_run(cfg, "teacher")
   ds = load_data(cfg)
   return loop.ensure_teacher(cfg, ds, make_mesh(cfg)).summary
 
 
 def student(cfg: ml_collections.ConfigDict) -> dict:
   """Trains the teacher if needed, then the configured student; returns its summary."""
+  validate.check_run(cfg, "student")
   ds = load_data(cfg)
   mesh = make_mesh(cfg)
-  method_needs_teacher = cfg.student.method not in ("ce", "logit_adjusted",
-                                                    "balanced_softmax")
+  method_needs_teacher = validate.needs_teacher(cfg, cfg.student.method)
   t = loop.ensure_teacher(cfg, ds, mesh) if method_needs_teacher else None
   return loop.train_student(cfg, ds, mesh, t, student_dir(cfg))
 
@@ -69,6 +95,7 @@ def demo(cfg: ml_collections.ConfigDict) -> dict:
     {"table": markdown str, "plot": path, "rows": {run: summary}, "seconds": float}.
   """
   start = time.time()
+  validate.check_run(cfg, "demo")
   ds = load_data(cfg)
   mesh = make_mesh(cfg)
   t = loop.ensure_teacher(cfg, ds, mesh)

@@ -13,7 +13,10 @@ import json
 import logging
 import math
 import os
-from typing import Any, Callable, Iterator
+import signal
+import socket
+import time
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -26,19 +29,55 @@ from tqdm.auto import tqdm
 from krd_jax import models
 from krd_jax import priors
 from krd_jax import sharding
+from krd_jax import validate
 from krd_jax.data import loader as loader_lib
 from krd_jax.losses import registry
 from krd_jax.train import checkpoints as ckpt_lib
+from krd_jax.train import faults
 from krd_jax.train import metrics as metrics_lib
 from krd_jax.train import optim
 from krd_jax.train import steps as steps_lib
 from krd_jax.train.state import TrainState, create_state
 
 EVAL_BATCH = 500
+# Checkpoint metadata key: per-step metrics not yet logged when a preemption saved.
+PENDING_METRICS = "pending_metrics"
+
+
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
   """The loss became NaN or Inf; the last good checkpoint was left untouched."""
+
+
+class Preempted(Exception):
+  """SIGTERM arrived: the run saved a checkpoint where it had progress, and stopped."""
+
+
+class _Preemption:
+  """What the SIGTERM handler knows: whether a fit loop can take the signal.
+
+  Inside a fit loop (`armed`) the handler only records the request and the loop
+  checkpoints at the next step boundary; elsewhere there is no progress to save, so
+  the handler raises `Preempted` at once.
+  """
+  armed = False
+  requested = False
+
+
+def install_preemption_handler() -> None:
+  """Makes SIGTERM stop the run cleanly: checkpoint at the next step, then raise
+  `Preempted`. Call from the main thread (the CLI does); library use keeps the
+  default SIGTERM behaviour."""
+  _Preemption.requested = False
+
+  def handler(signum, frame):  # pylint: disable=unused-argument
+    _Preemption.requested = True
+    if not _Preemption.armed:
+      raise Preempted("stopped by SIGTERM outside training (no progress to save)")
+
+  signal.signal(signal.SIGTERM, handler)
 
 
 @dataclasses.dataclass
@@ -95,27 +134,62 @@ def _eval_batch_size(mesh: Mesh) -> int:
 
 
 class _RunLog:
-  """metrics.jsonl plus TensorBoard summaries (clu) where TensorBoard is installed."""
+  """metrics.jsonl plus a TensorBoard event file where TensorBoard is installed.
+
+  Events are framed by TensorBoard's own record writer into a plain file: its
+  EventFileWriter imports TensorFlow when present, which adds seconds to every start,
+  and a resumed run starts often.
+  """
 
   def __init__(self, run_dir: str):
     self.path = os.path.join(run_dir, "metrics.jsonl")
+    _end_partial_line(self.path)
     try:
-      from clu import metric_writers  # TensorBoard is optional (absent on some GPU images)
-      self.writer = metric_writers.SummaryWriter(run_dir)
-    except ImportError:
-      self.writer = None
+      from tensorboard.compat.proto import event_pb2, summary_pb2  # pylint: disable=g-import-not-at-top
+      from tensorboard.summary.writer import record_writer  # pylint: disable=g-import-not-at-top
+    except ImportError:  # TensorBoard is optional (absent on some GPU images).
+      self.events = None
+      return
+    self._pb = (event_pb2, summary_pb2)
+    name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
+    self.events = record_writer.RecordWriter(open(os.path.join(run_dir, name), "ab"))
+    self._add(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+  def _add(self, event) -> None:
+    self.events.write(event.SerializeToString())
+    self.events.flush()
 
   def write(self, step: int, kind: str, values: dict) -> None:
-    scalars = {k: v for k, v in values.items() if isinstance(v, (int, float))}
     with open(self.path, "a") as f:
       f.write(json.dumps({"step": step, "kind": kind, **values}) + "\n")
-    if self.writer is not None:
-      self.writer.write_scalars(step, {f"{kind}/{k}": v for k, v in scalars.items()
-                                       if not math.isnan(v)})
+    if self.events is not None:
+      event_pb2, summary_pb2 = self._pb
+      tags = [summary_pb2.Summary.Value(tag=f"{kind}/{k}", simple_value=float(v))
+              for k, v in values.items()
+              if isinstance(v, (int, float)) and not math.isnan(v)]
+      self._add(event_pb2.Event(wall_time=time.time(), step=step,
+                                summary=summary_pb2.Summary(value=tags)))
 
   def close(self) -> None:
-    if self.writer is not None:
-      self.writer.close()
+    if self.events is not None:
+      self.events.close()
+
+
+def _end_partial_line(path: str) -> None:
+  """Terminates a last line a killed run left half written, so appends stay JSONL."""
+  if os.path.exists(path) and os.path.getsize(path):
+    with open(path, "rb+") as f:
+      f.seek(-1, os.SEEK_END)
+      if f.read(1) != b"\n":
+        f.write(b"\n")
+
+
+def _write_json_atomic(path: str, value: Any, **kwargs) -> None:
+  """Writes JSON via a temporary file and a rename: a kill leaves old or new, whole."""
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(value, f, **kwargs)
+  os.replace(tmp, path)
 
 
 def _check_run_dir(run_dir: str, cfg_json: dict) -> None:
@@ -127,13 +201,13 @@ def _check_run_dir(run_dir: str, cfg_json: dict) -> None:
     if previous != cfg_json:
       changed = sorted(k for k in set(previous) | set(cfg_json)
                        if previous.get(k) != cfg_json.get(k))
-      raise ValueError(
-          f"{run_dir} holds a run with another configuration (differs in {changed}); "
-          "use another workdir or delete the folder")
+      raise validate.InputError(
+          f"config.workdir={os.path.dirname(os.path.normpath(run_dir))!r}: {run_dir} holds "
+          f"a run with another configuration (differs in {changed}); allowed: another "
+          "workdir, or delete that folder")
     return
   os.makedirs(run_dir, exist_ok=True)
-  with open(path, "w") as f:
-    json.dump(cfg_json, f, indent=1, sort_keys=True)
+  _write_json_atomic(path, cfg_json, indent=1, sort_keys=True)
 
 
 def _mean_metrics(history: list[dict]) -> dict:
@@ -154,19 +228,37 @@ def fit(*, run_dir: str, cfg: ml_collections.ConfigDict, role_cfg: ml_collection
 
   Evaluates on `select_split` every `cfg.eval_every_epochs` and at checkpoints (the
   "best" checkpoint is ranked by that split's balanced accuracy); checkpoints every
-  `cfg.checkpoint_every_epochs` and at the end. The loss is checked for NaN/Inf at
-  each log and before each save, from metrics the step already returns.
+  `cfg.checkpoint_every_steps` steps if set, else every `cfg.checkpoint_every_epochs`,
+  and at the end. The loss is checked for NaN/Inf at each log and before each save,
+  from metrics the step already returns, so a NaN state is never saved.
+
+  Resume is exact: the state (step included) comes from the newest intact
+  checkpoint, the loader's order is a function of (seed, epoch) and the step's
+  augmentation key is the run key folded with the restored step.
+
+  Raises:
+    NonFiniteLossError: the loss became NaN/Inf (the last good checkpoint is kept).
+    Preempted: SIGTERM arrived (after `install_preemption_handler`); a checkpoint
+      of the current step was saved first.
+    checkpoints.CheckpointWriteError: a save failed (e.g. a full disk).
   """
   checkpoints = ckpt_lib.RunCheckpoints(os.path.join(run_dir, "checkpoints"),
                                         keep=cfg.keep_checkpoints)
-  log = _RunLog(run_dir)
+  run_log = _RunLog(run_dir)
   spe = loader.steps_per_epoch
   total = spe * role_cfg.epochs
   restored = checkpoints.restore_latest(state)
-  if restored is not None:
-    state, _ = restored
-  step = int(jax.device_get(state.step))
+  # A preemption save carries the metrics of its unfinished log window, so the
+  # resumed run logs the same means as an uninterrupted one.
   history: list[dict] = []
+  if restored is not None:
+    state, meta = restored
+    history = [_metrics_from_json(m) for m in meta.get(PENDING_METRICS, [])]
+  step = int(jax.device_get(state.step))
+  every_steps = cfg.get("checkpoint_every_steps", 0)
+
+  def last_good() -> str:
+    return checkpoints.step_path(checkpoints.latest_step) or "none yet"
 
   def flush() -> None:
     if not history:
@@ -175,35 +267,73 @@ def fit(*, run_dir: str, cfg: ml_collections.ConfigDict, role_cfg: ml_collection
     history.clear()
     if values["nonfinite"]:
       raise NonFiniteLossError(
-          f"{desc}: loss became NaN/Inf at or before step {step}; last good checkpoint: "
-          f"{checkpoints.directory}/{checkpoints.latest_step}")
-    log.write(step, "train", values)
+          f"{desc}: loss became NaN/Inf at or before step {step}; last good checkpoint "
+          f"(untouched): {last_good()}")
+    run_log.write(step, "train", values)
     bar.set_postfix(loss=f"{values['loss']:.3f}", acc=f"{values['accuracy']:.2f}")
+
+  def evaluate_and_log() -> dict:
+    faults.point("eval")
+    summary = eval_fn(state, select_split)
+    run_log.write(step, select_split, {k: v for k, v in summary.items() if k != "per_class"})
+    return summary
+
+  def save(metrics: dict | None, **meta) -> None:
+    checkpoints.save(state, {"epoch": step // spe if step % spe == 0 else step / spe,
+                             **meta}, metrics=metrics)
+
+  def stop_for_preemption() -> None:
+    pending = jax.device_get(history)
+    if any(m["nonfinite"] for m in pending):
+      flush()  # Raises: a NaN state is never saved.
+    if step > 0 and checkpoints.latest_step != step:
+      # No evaluation: preemption grants seconds, not minutes.
+      save(None, **{PENDING_METRICS: [{k: v.item() for k, v in m.items()} for m in pending]})
+    raise Preempted(f"{desc}: stopped by SIGTERM at step {step}/{total}; checkpoint: "
+                    f"{last_good()}")
 
   bar = tqdm(total=total, initial=step, desc=desc, unit="step", leave=False,
              disable=not cfg.progress, dynamic_ncols=True)
+  _Preemption.armed = True
   try:
     for epoch in range(step // spe, role_cfg.epochs):
       for batch in loader.epoch(epoch, start_step=step - epoch * spe):
+        if _Preemption.requested:
+          stop_for_preemption()
+        if faults.point("step") == "nan":
+          state = _poison(state)
         state, metrics = step_fn(state, batch, rng)
         history.append(metrics)
         step += 1
         bar.update(1)
         if step % cfg.log_every_steps == 0:
           flush()
+        if every_steps and step % every_steps == 0 and step < total:
+          flush()
+          save(evaluate_and_log())
       last = epoch + 1 == role_cfg.epochs
-      save = last or (epoch + 1) % cfg.checkpoint_every_epochs == 0
-      if save or (epoch + 1) % cfg.eval_every_epochs == 0:
+      save_now = last or (not every_steps and (epoch + 1) % cfg.checkpoint_every_epochs == 0)
+      if save_now or (epoch + 1) % cfg.eval_every_epochs == 0:
         flush()
-        summary = eval_fn(state, select_split)
-        log.write(step, select_split, {k: v for k, v in summary.items() if k != "per_class"})
-        if save:
-          checkpoints.save(state, {"epoch": epoch + 1}, metrics=summary)
+        summary = evaluate_and_log()
+        if save_now and checkpoints.latest_step != step:
+          save(summary)
   finally:
+    _Preemption.armed = False
     bar.close()
-    log.close()
+    run_log.close()
     checkpoints.close()
   return state
+
+
+def _metrics_from_json(metrics: dict) -> dict:
+  """A step's metrics as the step returned them: float32, and int32 counts."""
+  return {k: np.int32(v) if isinstance(v, int) else np.float32(v) for k, v in metrics.items()}
+
+
+def _poison(state: TrainState) -> TrainState:
+  """NaN parameters (fault injection): the next loss is NaN. Keeps the shardings."""
+  return state.replace(params=jax.tree.map(lambda x: x * jnp.nan, state.params))
 
 
 # ----------------------------------------------------------------------------- teacher
@@ -234,7 +364,6 @@ def _loader(ds, batch_size: int, mesh: Mesh, seed: int) -> loader_lib.InMemoryLo
 def train_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, run_dir: str) -> Teacher:
   """Trains the teacher of `cfg.teacher` on `ds` (resuming if interrupted) and saves it."""
   tcfg = cfg.teacher
-  _check_run_dir(run_dir, _role_json(cfg, "teacher"))
   dtype = compute_dtype(cfg)
   model = build_model(tcfg, ds.num_classes, dtype)
   loader = _loader(ds, tcfg.batch_size, mesh, cfg.seed)
@@ -264,6 +393,8 @@ def train_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, run_dir: str) 
     return evaluate(eval_step, s.model_variables(), *_split_arrays(ds, split), mesh,
                     ds.train_counts)
 
+  # Only now is anything written: every check above runs first.
+  _check_run_dir(run_dir, _role_json(cfg, "teacher"))
   state = fit(run_dir=run_dir, cfg=cfg, role_cfg=tcfg, state=state, step_fn=step_fn,
               eval_fn=eval_fn, loader=loader, rng=rng_train, desc=f"teacher {tcfg.model}",
               select_split=_select_split(ds))
@@ -291,14 +422,15 @@ def load_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, run_dir: str) -
       shown = value if key != "train_counts" else f"{len(value)} classes, {sum(value)} images"
       theirs = meta.get(key) if key != "train_counts" else \
           f"{len(meta[key])} classes, {sum(meta[key])} images"
-      raise ValueError(f"teacher in {run_dir} has {key}={theirs}, this run needs {shown}")
+      raise validate.InputError(f"config.teacher.checkpoint={run_dir!r}: the teacher there "
+                                f"has {key}={theirs}; allowed: a teacher with {key}={shown}")
   model = build_model(tcfg, ds.num_classes, compute_dtype(cfg))
   abstract = jax.eval_shape(lambda: init_variables(model, ds.image_shape,
                                                    jax.random.PRNGKey(0)))
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding.replicated(mesh)),
       abstract)
-  variables = ckpt_lib.load_teacher(run_dir, abstract)
+  variables = ckpt_lib.load_teacher(run_dir, abstract, meta.get("variables_sha256"))
   return Teacher(model, variables, meta, meta["test"])
 
 
@@ -306,8 +438,14 @@ def ensure_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh) -> Teacher:
   """The configured teacher: `teacher.checkpoint` if set, else workdir/teacher, trained
   there first if no complete teacher is saved yet."""
   run_dir = cfg.teacher.checkpoint or os.path.join(cfg.workdir, "teacher")
-  if cfg.teacher.checkpoint or ckpt_lib.read_teacher_meta(run_dir) is not None:
+  if cfg.teacher.checkpoint:
     return load_teacher(cfg, ds, mesh, run_dir)
+  if ckpt_lib.read_teacher_meta(run_dir) is not None:
+    try:
+      return load_teacher(cfg, ds, mesh, run_dir)
+    except ckpt_lib.CorruptCheckpointError as error:
+      # Our own teacher: its run's checkpoints can rebuild the final variables.
+      log.warning("%s; rebuilding it from the teacher run's checkpoints", error)
   return train_teacher(cfg, ds, mesh, run_dir)
 
 
@@ -353,7 +491,6 @@ def train_student(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, teacher: Teach
     The final test summary (metrics.summarize), also written to run_dir/final.json.
   """
   scfg = cfg.student
-  _check_run_dir(run_dir, _role_json(cfg, "student"))
   method_kwargs = _objective_kwargs(cfg, teacher, ds, mesh)
   objective = registry.student_objective(scfg.method, ds.train_counts, **method_kwargs)
   if objective.needs_teacher and teacher is None:
@@ -391,11 +528,14 @@ def train_student(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, teacher: Teach
     return evaluate(eval_step, s.model_variables(), *_split_arrays(ds, split), mesh,
                     ds.train_counts)
 
+  # Only now is anything written: every check above runs first.
+  _check_run_dir(run_dir, _role_json(cfg, "student"))
   state = fit(run_dir=run_dir, cfg=cfg, role_cfg=scfg, state=state, step_fn=step_fn,
               eval_fn=eval_fn, loader=loader, rng=rng_train,
               desc=f"student {scfg.model} {scfg.method}", select_split=_select_split(ds))
   summary = eval_fn(state, "test")
   val = eval_fn(state, "val") if len(ds.val_labels) else None
-  with open(os.path.join(run_dir, "final.json"), "w") as f:
-    json.dump({"method": scfg.method, "model": scfg.model, "test": summary, "val": val}, f)
+  faults.point("student_final")
+  _write_json_atomic(os.path.join(run_dir, "final.json"),
+                     {"method": scfg.method, "model": scfg.model, "test": summary, "val": val})
   return summary

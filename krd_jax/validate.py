@@ -1,0 +1,385 @@
+"""Checks a run before it starts: bad input is refused before any work is done.
+
+`check_run(cfg, command)` runs every check `runs.py` needs before it touches the
+workdir: each config value against its allowed range, the global batch against the
+device count, the method's hyper-parameters, a reused teacher against the configured
+model and class count, and the files of a bring-your-own-data folder. The first
+problem raises `InputError`, whose message is one line naming the key, the value and
+what is allowed; the CLI prints it and exits with status 2.
+
+Image folders: files whose extension tfds.ImageFolder reads (.jpg, .jpeg, .png) must
+be JPEG or PNG images (checked by their first bytes); if any is not (unreadable,
+empty, another format under an image name) the run is refused with a count and
+examples, because skipping them would silently change the class counts the
+long-tail profile is built from. Files with other extensions are not images by name
+and are ignored, as tfds.ImageFolder ignores them, with a warning giving their count.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+import os
+from typing import Any, Callable
+
+import ml_collections
+
+log = logging.getLogger(__name__)
+
+COMMANDS = ("demo", "teacher", "student")
+# Student methods that read no teacher.
+TEACHER_FREE_METHODS = ("ce", "logit_adjusted", "balanced_softmax")
+# Config keys of a method that are not arguments of its loss builder.
+_EXTRA_METHOD_KEYS = {"krd": ("anchor",)}
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
+# Datasets read from files under data_dir (the others default to tfds' own folder).
+_NEEDS_DATA_DIR = ("image_folder", "imagenet_lt", "places_lt")
+
+
+class InputError(ValueError):
+  """Bad input (config or data); str() is one line naming the key and what is allowed."""
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+  raise InputError(f"config.{key}={value!r} is not allowed; allowed: {allowed}")
+
+
+def _get(cfg: ml_collections.ConfigDict, key: str) -> Any:
+  value = cfg
+  for part in key.split("."):
+    value = value[part]
+  return value
+
+
+# ----------------------------------------------------------------------------- typed checks
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+  return (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value))
+
+
+def check_int(cfg, key: str, low: int, high: int | None = None) -> int:
+  value = _get(cfg, key)
+  if not _is_int(value) or value < low or (high is not None and value > high):
+    _fail(key, value, f"an integer >= {low}" + (f" and <= {high}" if high is not None else ""))
+  return value
+
+
+def check_number(cfg, key: str, low: float, *, low_open: bool = False,
+                 high: float | None = None, high_open: bool = False) -> float:
+  """A finite number in [low, high] (either end open on request)."""
+  value = _get(cfg, key)
+  ok = _is_number(value) and (value > low if low_open else value >= low)
+  if high is not None:
+    ok = ok and (value < high if high_open else value <= high)
+  if not ok:
+    lo = f"> {low:g}" if low_open else f">= {low:g}"
+    hi = "" if high is None else f" and {'<' if high_open else '<='} {high:g}"
+    _fail(key, value, f"a number {lo}{hi}")
+  return value
+
+
+def check_choice(cfg, key: str, choices) -> Any:
+  value = _get(cfg, key)
+  if value not in tuple(choices):
+    _fail(key, value, "one of " + ", ".join(map(str, choices)))
+  return value
+
+
+def check_bool(cfg, key: str) -> bool:
+  value = _get(cfg, key)
+  if not isinstance(value, bool):
+    _fail(key, value, "True or False")
+  return value
+
+
+def check_str(cfg, key: str, nonempty: bool = False) -> str:
+  value = _get(cfg, key)
+  if not isinstance(value, str) or (nonempty and not value):
+    _fail(key, value, "a non-empty string" if nonempty else "a string")
+  return value
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def device_count(cfg: ml_collections.ConfigDict) -> int:
+  """Devices the run will use: `num_devices`, or every device JAX sees (0)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  visible = jax.device_count()
+  check_int(cfg, "num_devices", 0, visible)
+  return cfg.num_devices or visible
+
+
+def check_config(cfg: ml_collections.ConfigDict, command: str) -> None:
+  """Checks every config value `command` reads; raises InputError on the first bad one."""
+  if command not in COMMANDS:
+    raise InputError(f"command {command!r} is not allowed; allowed: one of "
+                     f"{', '.join(COMMANDS)}")
+  check_str(cfg, "workdir", nonempty=True)
+  check_int(cfg, "seed", 0)
+  check_choice(cfg, "compute_dtype", ("float32", "bfloat16"))
+  for key in ("eval_every_epochs", "checkpoint_every_epochs", "keep_checkpoints",
+              "log_every_steps"):
+    check_int(cfg, key, 1)
+  check_int(cfg, "checkpoint_every_steps", 0)
+  check_bool(cfg, "progress")
+  _check_data(cfg)
+  devices = device_count(cfg)
+  for role in roles_used(command):
+    _check_role(cfg, role, devices)
+  methods_used(cfg, command)
+  # Every method's values, used by this command or not: a bad value anywhere in a
+  # config is a mistake worth hearing about before a long run.
+  for method in cfg.methods:
+    _check_method(cfg, method)
+
+
+def methods_used(cfg: ml_collections.ConfigDict, command: str) -> list[str]:
+  """The student methods `command` will train."""
+  if command == "teacher":
+    return []
+  if command == "student":
+    methods = [check_choice(cfg, "student.method", list(cfg.methods))]
+  else:
+    methods = list(cfg.demo_methods) if isinstance(cfg.demo_methods, (tuple, list)) else None
+    if not methods or any(m not in cfg.methods for m in methods):
+      _fail("demo_methods", cfg.demo_methods, "a non-empty tuple of methods from: "
+            + ", ".join(cfg.methods))
+  return methods
+
+
+def needs_teacher(cfg: ml_collections.ConfigDict, method: str) -> bool:
+  if method in TEACHER_FREE_METHODS:
+    return False
+  hp = cfg.methods[method]
+  return method != "krd" or bool(hp.get("use_rrd", True) or hp.get("use_lrd", True))
+
+
+def roles_used(command: str) -> list[str]:
+  """The role configs `command` reads (a student run may train its teacher first)."""
+  return ["teacher"] if command == "teacher" else ["teacher", "student"]
+
+
+def _check_data(cfg: ml_collections.ConfigDict) -> None:
+  from krd_jax.data import profiles, sources  # pylint: disable=g-import-not-at-top
+  from krd_jax.train import metrics  # pylint: disable=g-import-not-at-top
+  name = check_choice(cfg, "data.name", sources.DATASET_NAMES)
+  check_number(cfg, "data.imbalance", 1.0)
+  check_choice(cfg, "data.profile", profiles.PROFILES)
+  for key in ("seed", "val_per_class", "n_max", "image_size", "crop_pad"):
+    check_int(cfg, f"data.{key}", 0)
+  check_bool(cfg, "data.flip")
+  check_choice(cfg, "data.group_split", metrics.GROUP_SPLITS)
+  for key in ("data_dir", "split_list_dir", "cache_dir"):
+    check_str(cfg, f"data.{key}")
+  if name in _NEEDS_DATA_DIR and not cfg.data.data_dir:
+    _fail("data.data_dir", cfg.data.data_dir, f"the image root folder ({name} needs one)")
+  for key in ("data_dir", "split_list_dir"):
+    folder = cfg.data[key]
+    if folder and not os.path.isdir(os.path.expanduser(folder)):
+      _fail(f"data.{key}", folder, "an existing folder")
+
+
+def _check_role(cfg: ml_collections.ConfigDict, role: str, devices: int) -> None:
+  from krd_jax.models import registry as models  # pylint: disable=g-import-not-at-top
+  model = check_choice(cfg, f"{role}.model", models.model_names())
+  kwargs = _get(cfg, f"{role}.model_kwargs")
+  try:
+    models.feature_dim(model, **kwargs.to_dict())
+  except ValueError as error:
+    raise InputError(f"config.{role}.model_kwargs={kwargs.to_dict()!r} is not allowed: "
+                     f"{error}") from None
+  epochs = check_int(cfg, f"{role}.epochs", 1)
+  batch = _get(cfg, f"{role}.batch_size")
+  if not _is_int(batch) or batch < 1 or batch % devices:
+    example = max(devices, (batch if _is_int(batch) else 0) // devices * devices)
+    _fail(f"{role}.batch_size", batch, f"a positive multiple of the {devices} device(s) "
+          f"the batch is split over (e.g. {example})")
+  _check_optim(cfg, f"{role}.optim", epochs)
+  if role == "teacher":
+    from krd_jax.losses import registry  # pylint: disable=g-import-not-at-top
+    loss = check_choice(cfg, "teacher.loss", registry.teacher_losses())
+    _check_kwargs(cfg, "teacher.loss_kwargs", registry.TEACHER_LOSSES[loss], ())
+    check_int(cfg, "teacher.drw_epoch", -1)
+    check_str(cfg, "teacher.checkpoint")
+  else:
+    check_int(cfg, "student.distill_warmup_epochs", 0)
+
+
+def _check_optim(cfg: ml_collections.ConfigDict, key: str, epochs: int) -> None:
+  from krd_jax.train import optim  # pylint: disable=g-import-not-at-top
+  check_choice(cfg, f"{key}.name", optim.OPTIMIZERS)
+  check_number(cfg, f"{key}.lr", 0.0, low_open=True)
+  check_number(cfg, f"{key}.momentum", 0.0, high=1.0, high_open=True)
+  check_bool(cfg, f"{key}.nesterov")
+  check_number(cfg, f"{key}.weight_decay", 0.0)
+  check_choice(cfg, f"{key}.schedule", optim.SCHEDULES)
+  check_int(cfg, f"{key}.warmup_epochs", 0, epochs)
+  milestones = _get(cfg, f"{key}.step_epochs")
+  if not isinstance(milestones, (tuple, list)) or not all(
+      _is_int(e) and 0 < e < epochs for e in milestones):
+    _fail(f"{key}.step_epochs", milestones, f"a tuple of epochs in [1, {epochs - 1}]")
+  check_number(cfg, f"{key}.step_gamma", 0.0, low_open=True)
+
+
+def _check_kwargs(cfg, key: str, builder: Callable, extra: tuple[str, ...]) -> None:
+  """Keys of `key` must be arguments of `builder` (after its counts argument)."""
+  allowed = [p for p in list(inspect.signature(builder).parameters)[1:]
+             if p not in ("anchors", "center")] + list(extra)
+  for name in _get(cfg, key):
+    if name not in allowed:
+      _fail(f"{key}.{name}", _get(cfg, key)[name], f"keys of {key}: " + ", ".join(allowed))
+
+
+# Ranges of the method hyper-parameters; a key absent from a method is skipped.
+_METHOD_RANGES: dict[str, dict[str, Any]] = {
+    "temperature": dict(low=0.0, low_open=True),
+    "alpha": dict(low=0.0),
+    "beta": dict(low=0.0),
+    "lam": dict(low=0.0, high=1.0),
+    "rho": dict(low=0.0),
+    "tau": dict(low=0.0),
+    "kd_weight": dict(low=0.0),
+    "ce_weight": dict(low=0.0),
+    "beta_en": dict(low=0.0, high=1.0, high_open=True),
+}
+_METHOD_CHOICES = {"ce": ("ce", "logit_adjusted"), "anchor": ("aligned", "random")}
+_METHOD_BOOLS = ("swap", "use_rrd", "use_lrd")
+
+
+def _check_method(cfg: ml_collections.ConfigDict, method: str) -> None:
+  from krd_jax.losses import registry  # pylint: disable=g-import-not-at-top
+  key = f"methods.{method}"
+  if method not in registry.STUDENT_METHODS:
+    _fail(key, _get(cfg, key).to_dict(), "methods named " + ", ".join(registry.student_methods()))
+  _check_kwargs(cfg, key, registry.STUDENT_METHODS[method], _EXTRA_METHOD_KEYS.get(method, ()))
+  hparams = _get(cfg, key)
+  for name in hparams:
+    if name in _METHOD_RANGES:
+      check_number(cfg, f"{key}.{name}", **_METHOD_RANGES[name])
+    elif name in _METHOD_CHOICES:
+      check_choice(cfg, f"{key}.{name}", _METHOD_CHOICES[name])
+    elif name in _METHOD_BOOLS:
+      check_bool(cfg, f"{key}.{name}")
+
+
+# ----------------------------------------------------------------------------- teacher
+
+
+def check_teacher(cfg: ml_collections.ConfigDict, command: str) -> None:
+  """A teacher to reuse must exist and match the configured model and class count.
+
+  Checks `teacher.checkpoint` when set (and a student method needs a teacher),
+  else a complete teacher already saved in <workdir>/teacher.
+  """
+  if command != "teacher" and not any(
+      needs_teacher(cfg, m) for m in methods_used(cfg, command)):
+    return
+  given = cfg.teacher.checkpoint
+  run_dir = given or os.path.join(cfg.workdir, "teacher")
+  meta = _read_teacher_meta(run_dir)
+  if meta is None:
+    if given:
+      method = (f"student.method={cfg.student.method!r}" if command == "student"
+                else "the demo students")
+      _fail("teacher.checkpoint", given,
+            f"a teacher run folder holding teacher.json ({method} needs a teacher and "
+            "this folder holds no complete one), or '' to train one in <workdir>/teacher")
+    return
+  mismatch = _teacher_mismatch(cfg, meta)
+  if mismatch is None:
+    return
+  if given:
+    _fail("teacher.checkpoint", given, f"a teacher with {mismatch}")
+  _fail("workdir", cfg.workdir, f"a workdir whose saved teacher matches config.teacher "
+        f"(it needs {mismatch}); use another workdir")
+
+
+def _teacher_mismatch(cfg: ml_collections.ConfigDict, meta: dict) -> str | None:
+  """How a saved teacher's metadata differs from the configured teacher, or None."""
+  expected = {"model": cfg.teacher.model, "model_kwargs": cfg.teacher.model_kwargs.to_dict(),
+              "num_classes": known_num_classes(cfg)}
+  for field, value in expected.items():
+    if value is not None and meta.get(field) != value:
+      return (f"{field}={value!r} (config.teacher / config.data), not "
+              f"{field}={meta.get(field)!r} as saved")
+  return None
+
+
+def _read_teacher_meta(run_dir: str) -> dict | None:
+  path = os.path.join(run_dir, "teacher.json")
+  try:
+    with open(path) as f:
+      meta = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return meta if isinstance(meta, dict) else None
+
+
+def known_num_classes(cfg: ml_collections.ConfigDict) -> int | None:
+  """The dataset's class count where it is known without decoding anything."""
+  from krd_jax.data import sources  # pylint: disable=g-import-not-at-top
+  if cfg.data.name == "image_folder":
+    try:
+      return len(sources.list_image_folder(os.path.expanduser(cfg.data.data_dir))[1])
+    except ValueError:
+      return None
+  return sources.DATASET_DEFAULTS[cfg.data.name].get("num_classes")
+
+
+# ----------------------------------------------------------------------------- data files
+
+
+def check_image_folder(root: str, max_examples: int = 3) -> None:
+  """Refuses an image folder holding files with image names that are not images.
+
+  Raises:
+    InputError: naming how many such files there are and a few of them.
+  """
+  from krd_jax.data import sources  # pylint: disable=g-import-not-at-top
+  root = os.path.realpath(os.path.expanduser(root))
+  bad, ignored = [], []
+  for split in sorted(e.name for e in os.scandir(root) if e.is_dir()):
+    for label in sorted(e.name for e in os.scandir(os.path.join(root, split)) if e.is_dir()):
+      for entry in os.scandir(os.path.join(root, split, label)):
+        rel = f"{split}/{label}/{entry.name}"
+        if not entry.name.lower().endswith(sources.IMAGE_EXTENSIONS):
+          ignored.append(rel)
+        elif not _looks_like_image(entry.path):
+          bad.append(rel)
+  if ignored:
+    log.warning("image folder %s: ignoring %d file(s) without an image extension "
+                "(e.g. %s)", root, len(ignored), ", ".join(sorted(ignored)[:max_examples]))
+  if bad:
+    _fail("data.data_dir", root,
+          f"a folder whose .jpg/.jpeg/.png files are all JPEG or PNG images; {len(bad)} "
+          f"are unreadable or not images (e.g. {', '.join(sorted(bad)[:max_examples])}): "
+          "fix or remove them")
+
+
+def _looks_like_image(path: str) -> bool:
+  try:
+    with open(path, "rb") as f:
+      head = f.read(8)
+  except OSError:
+    return False
+  return any(head.startswith(magic) for magic in _IMAGE_MAGIC)
+
+
+# ----------------------------------------------------------------------------- all
+
+
+def check_run(cfg: ml_collections.ConfigDict, command: str) -> None:
+  """Every check before `command` may start: config, reused teacher, data files."""
+  check_config(cfg, command)
+  check_teacher(cfg, command)
+  if cfg.data.name == "image_folder":
+    check_image_folder(cfg.data.data_dir)

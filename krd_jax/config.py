@@ -12,7 +12,8 @@ from __future__ import annotations
 import ml_collections
 
 # Hyperparameters of each student method, selected by `student.method`.
-# The KRDistill defaults follow ../shared/DESIGN.md section 1 (our reconstruction).
+# The KRDistill defaults follow ../shared/DESIGN.md section 1 (our reconstruction),
+# except the CE term, chosen by the CIFAR-10-LT ablation (see below).
 METHOD_DEFAULTS = {
     "ce": {},
     "logit_adjusted": {"tau": 1.0},
@@ -28,7 +29,10 @@ METHOD_DEFAULTS = {
         "tau": 1.0,            # prior correction strength (1 = Bayes-exact)
         "swap": True,          # label-correcting swap of the rectified teacher
         "temperature": 4.0,
-        "ce": "ce",            # or "logit_adjusted"
+        # The student's own CE term. "logit_adjusted" was chosen on the CIFAR-10-LT
+        # validation split (benchmarks/RESULTS.md): with plain "ce", KRDistill does not
+        # beat a logit-adjusted student that has no teacher.
+        "ce": "logit_adjusted",
         "use_rrd": True,
         "use_lrd": True,
         "anchor": "aligned",   # "aligned" (Procrustes to teacher means) or "random"
@@ -103,7 +107,8 @@ def default_config() -> ml_collections.ConfigDict:
   })
   cfg.methods = ml_collections.ConfigDict(METHOD_DEFAULTS)
 
-  cfg.demo_methods = ("ce", "kd", "bkd", "dkd", "krd")
+  # logit_adjusted: the no-teacher bar a distillation method must beat (DESIGN.md s5).
+  cfg.demo_methods = ("ce", "kd", "bkd", "dkd", "krd", "logit_adjusted")
   cfg.eval_every_epochs = 10
   cfg.checkpoint_every_epochs = 50
   cfg.checkpoint_every_steps = 0  # > 0: checkpoint every this many steps instead

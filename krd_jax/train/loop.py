@@ -293,7 +293,8 @@ def fit(*, run_dir: str, cfg: ml_collections.ConfigDict, role_cfg: ml_collection
                     f"{last_good()}")
 
   bar = tqdm(total=total, initial=step, desc=desc, unit="step", leave=False,
-             disable=not cfg.progress, dynamic_ncols=True)
+             disable=None if cfg.progress else True,  # None: only on a terminal
+             dynamic_ncols=True)
   _Preemption.armed = True
   try:
     for epoch in range(step // spe, role_cfg.epochs):

@@ -76,6 +76,7 @@ def default_config() -> ml_collections.ConfigDict:
       "val_per_class": 0,      # balanced validation images per class (model selection)
       "n_max": 0,               # head-class images; 0: the dataset's default
       "image_size": 0,          # streaming sources' output side; 0: their default
+      "streaming": False,       # image_folder only: stream files via tf.data, no subsampling
       "data_dir": "",
       "split_list_dir": "",
       "cache_dir": "",

@@ -35,7 +35,8 @@ def load_data(cfg: ml_collections.ConfigDict):
                         val_per_class=d.val_per_class, data_dir=d.data_dir or None,
                         split_list_dir=d.split_list_dir or None,
                         cache_dir=d.cache_dir or None, n_max=d.n_max or None,
-                        image_size=d.image_size or None)
+                        image_size=d.image_size or None,
+                        streaming=True if d.streaming else None)
   except validate.InputError:
     raise
   except Exception as error:  # pylint: disable=broad-except

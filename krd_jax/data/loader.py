@@ -182,3 +182,36 @@ def eval_batches(images: np.ndarray, labels: np.ndarray, global_batch: int,
   sharding.check_global_batch(global_batch, mesh)
   return prefetch_to_mesh(host_eval_batches(images, labels, global_batch), mesh)
 
+
+
+class DatasetLoader:
+  """Training batches of any `LongTailDataset`, in-memory or streaming, on the mesh.
+
+  In-memory datasets give exactly `InMemoryLoader`'s batches; streaming ones come from
+  their tf.data pipeline. Either way the order is a function of (seed, epoch), so a run
+  resumed at `start_step` sees what the uninterrupted run would have.
+
+  Args:
+    dataset: a `LongTailDataset`.
+    global_batch: examples per step over all devices; must divide over the mesh.
+    mesh: the device mesh with a `data` axis.
+    seed: data-order seed.
+  """
+
+  def __init__(self, dataset, global_batch: int, mesh: Mesh, seed: int):
+    sharding.check_global_batch(global_batch, mesh)
+    if dataset.num_train < global_batch:
+      raise ValueError(f"global batch {global_batch} is larger than the "
+                       f"{dataset.num_train} training images")
+    self.dataset = dataset
+    self.global_batch = global_batch
+    self.mesh = mesh
+    self.seed = seed
+
+  @property
+  def steps_per_epoch(self) -> int:
+    return self.dataset.num_train // self.global_batch  # incomplete batches dropped
+
+  def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
+    return prefetch_to_mesh(
+        self.dataset.train_stream(self.global_batch, self.seed, epoch, start_step), self.mesh)

@@ -116,16 +116,15 @@ def make_preprocess(cfg: ml_collections.ConfigDict, ds) -> Callable:
                                    compute_dtype(cfg))
 
 
-def evaluate(eval_step: Callable, variables: Any, images: np.ndarray, labels: np.ndarray,
-             mesh: Mesh, train_counts: np.ndarray) -> dict:
-  """Accuracy summary (metrics.summarize) of `variables` on one split."""
-  batch = _eval_batch_size(mesh)
+def evaluate(eval_step: Callable, variables: Any, ds, split: str, mesh: Mesh) -> dict:
+  """Accuracy summary (metrics.summarize) of `variables` on `split` ("test" or "val")."""
   correct = total = 0.0
-  for batch_arrays in loader_lib.eval_batches(images, labels, batch, mesh):
+  batches = loader_lib.prefetch_to_mesh(ds.test_stream(_eval_batch_size(mesh), split), mesh)
+  for batch_arrays in batches:
     c, t = eval_step(variables, batch_arrays)
     correct, total = correct + c, total + t  # summed on device, fetched once
   correct, total = jax.device_get((correct, total))
-  return metrics_lib.summarize(correct, total, train_counts)
+  return metrics_lib.summarize(correct, total, ds.train_counts)
 
 
 def _eval_batch_size(mesh: Mesh) -> int:
@@ -222,7 +221,7 @@ def _mean_metrics(history: list[dict]) -> dict:
 
 def fit(*, run_dir: str, cfg: ml_collections.ConfigDict, role_cfg: ml_collections.ConfigDict,
         state: TrainState, step_fn: Callable, eval_fn: Callable[[TrainState, str], dict],
-        loader: loader_lib.InMemoryLoader, rng: jax.Array, desc: str,
+        loader: loader_lib.DatasetLoader, rng: jax.Array, desc: str,
         select_split: str) -> TrainState:
   """Runs (or resumes) the epochs of one run; returns the final state.
 
@@ -350,16 +349,16 @@ def _role_json(cfg: ml_collections.ConfigDict, role: str) -> dict:
   return json.loads(json.dumps(out, default=str))
 
 
+def _has_val(ds) -> bool:
+  return ds.val_labels is not None and len(ds.val_labels) > 0
+
+
 def _select_split(ds) -> str:
-  return "val" if len(ds.val_labels) else "test"
+  return "val" if _has_val(ds) else "test"
 
 
-def _split_arrays(ds, split: str):
-  return (ds.val_images, ds.val_labels) if split == "val" else (ds.test_images, ds.test_labels)
-
-
-def _loader(ds, batch_size: int, mesh: Mesh, seed: int) -> loader_lib.InMemoryLoader:
-  return loader_lib.InMemoryLoader(ds.train_images, ds.train_labels, batch_size, mesh, seed)
+def _loader(ds, batch_size: int, mesh: Mesh, seed: int) -> loader_lib.DatasetLoader:
+  return loader_lib.DatasetLoader(ds, batch_size, mesh, seed)
 
 
 def train_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, run_dir: str) -> Teacher:
@@ -391,8 +390,7 @@ def train_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, run_dir: str) 
       steps_lib.make_eval_step(model, preprocess, ds.num_classes), mesh)
 
   def eval_fn(s: TrainState, split: str) -> dict:
-    return evaluate(eval_step, s.model_variables(), *_split_arrays(ds, split), mesh,
-                    ds.train_counts)
+    return evaluate(eval_step, s.model_variables(), ds, split, mesh)
 
   # Only now is anything written: every check above runs first.
   _check_run_dir(run_dir, _role_json(cfg, "teacher"))
@@ -400,7 +398,7 @@ def train_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, run_dir: str) 
               eval_fn=eval_fn, loader=loader, rng=rng_train, desc=f"teacher {tcfg.model}",
               select_split=_select_split(ds))
   summary = eval_fn(state, "test")
-  val = eval_fn(state, "val") if len(ds.val_labels) else None
+  val = eval_fn(state, "val") if _has_val(ds) else None
   meta = {"model": tcfg.model, "model_kwargs": tcfg.model_kwargs.to_dict(),
           "num_classes": ds.num_classes, "dataset": ds.name,
           "train_counts": np.asarray(ds.train_counts).tolist(), "loss": tcfg.loss,
@@ -454,13 +452,21 @@ def ensure_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh) -> Teacher:
 
 
 def teacher_class_means(teacher: Teacher, cfg, ds, mesh: Mesh) -> np.ndarray:
-  """Per-class mean of the teacher's features on the (unaugmented) training set."""
+  """Per-class mean of the teacher's features on the training set (unaugmented where
+  the dataset is in memory)."""
   preprocess = make_preprocess(cfg, ds)
   step = steps_lib.jit_eval_step(
       steps_lib.make_feature_sum_step(teacher.model, preprocess, ds.num_classes), mesh)
   sums = counts = 0.0
-  for batch in loader_lib.eval_batches(ds.train_images, ds.train_labels,
-                                       _eval_batch_size(mesh), mesh):
+  if ds.streaming:
+    # A streamed training set only comes augmented (tf.data); one epoch of it
+    # estimates the class means.
+    batches = ({**b, "mask": np.ones(len(b["label"]), bool)}
+               for b in ds.train_stream(_eval_batch_size(mesh), cfg.seed, 0))
+  else:
+    batches = loader_lib.host_eval_batches(ds.train_images, ds.train_labels,
+                                           _eval_batch_size(mesh))
+  for batch in loader_lib.prefetch_to_mesh(batches, mesh):
     s, c = step(teacher.variables, batch)
     sums, counts = sums + s, counts + c
   sums, counts = jax.device_get((sums, counts))
@@ -526,8 +532,7 @@ def train_student(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, teacher: Teach
       steps_lib.make_eval_step(model, preprocess, ds.num_classes), mesh)
 
   def eval_fn(s: TrainState, split: str) -> dict:
-    return evaluate(eval_step, s.model_variables(), *_split_arrays(ds, split), mesh,
-                    ds.train_counts)
+    return evaluate(eval_step, s.model_variables(), ds, split, mesh)
 
   # Only now is anything written: every check above runs first.
   _check_run_dir(run_dir, _role_json(cfg, "student"))
@@ -535,7 +540,7 @@ def train_student(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, teacher: Teach
               eval_fn=eval_fn, loader=loader, rng=rng_train,
               desc=f"student {scfg.model} {scfg.method}", select_split=_select_split(ds))
   summary = eval_fn(state, "test")
-  val = eval_fn(state, "val") if len(ds.val_labels) else None
+  val = eval_fn(state, "val") if _has_val(ds) else None
   faults.point("student_final")
   _write_json_atomic(os.path.join(run_dir, "final.json"),
                      {"method": scfg.method, "model": scfg.model, "test": summary, "val": val})

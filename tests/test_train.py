@@ -144,6 +144,7 @@ def _cli(workdir, *extra):
           "--config.checkpoint_every_epochs=2", "--config.teacher.epochs=12", *extra]
 
 
+@pytest.mark.slow  # the default run covers this in test_reliability's kill chain
 def test_killed_run_resumes_to_identical_parameters(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", KRD_JAX_CACHE=str(tmp_path / "c"))
   subprocess.run(_cli(tmp_path / "ref"), check=True, env=env, capture_output=True)

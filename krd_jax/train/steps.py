@@ -17,6 +17,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from krd_jax import losses
 from krd_jax import sharding
 from krd_jax.data.augment import augment, normalize
 from krd_jax.losses import registry
@@ -126,8 +127,7 @@ def make_student_step(model: nn.Module, teacher_model: nn.Module | None,
       # Inference mode, and no gradient ever reaches the teacher.
       teacher_logits, teacher_features = jax.lax.stop_gradient(
           teacher_model.apply(state.teacher, x, train=False))
-    distill_scale = jnp.minimum(1.0, state.step / max(distill_warmup_steps, 1)) \
-        if distill_warmup_steps else jnp.float32(1.0)
+    distill_scale = losses.warmup_scale(state.step, distill_warmup_steps)
 
     def loss_fn(params):
       (logits, features), batch_stats = _apply_train(

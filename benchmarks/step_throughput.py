@@ -139,6 +139,16 @@ def torch_setup(teacher_name, student_name, batch, dtype, device):
   return timed
 
 
+def _spread(times):
+  """[min, first quartile, third quartile, max] of step times, in ms."""
+  q1, _, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
+  return [round(1e3 * v, 1) for v in (min(times), q1, q3, max(times))]
+
+
+def _fmt(spread):
+  return "[" + ", ".join(f"{v:.0f}" for v in spread) + "]"
+
+
 def matmul_ceiling(dtype, n=2048, reps=5) -> float:
   a = jnp.ones((n, n), dtype)
   f = jax.jit(lambda a, b: a @ b)
@@ -171,6 +181,7 @@ def main():
   print(f"device: {device.device_kind} ({device.platform}), jax {jax.__version__}, "
         f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
   print(f"matmul ceiling 2048^3: float32 {ceiling:.2f} TFLOP/s, bfloat16 {ceiling_bf16:.2f}")
+  print("load average (1, 5, 15 min): %.2f %.2f %.2f" % os.getloadavg(), flush=True)
   results = []
   per_block = max(1, args.steps // args.rounds)
   for pair in args.pairs.split(","):
@@ -201,15 +212,22 @@ def main():
     row.update(jax_kd_img_s=batch / jax_med, jax_krd_img_s=batch / krd_med,
                krd_over_kd=krd_med / jax_med, jax_tflops=flops / jax_med / 1e12,
                step_gflop=flops / 1e9, steps=len(jax_times),
-               jax_spread_ms=(1e3 * min(jax_times), 1e3 * max(jax_times)))
+               jax_spread_ms=_spread(jax_times), krd_spread_ms=_spread(krd_times),
+               load_avg=os.getloadavg()[0])
     line = (f"{teacher_name}->{student_name} b{batch} {args.dtype}: krd_jax KD "
             f"{row['jax_kd_img_s']:.0f} img/s ({row['jax_tflops']:.3f} TFLOP/s = "
             f"{100 * row['jax_tflops'] / (ceiling if args.dtype == 'float32' else ceiling_bf16):.0f}% "
             f"of the {args.dtype} matmul ceiling), KRDistill/KD step time {row['krd_over_kd']:.3f}")
     if torch_times:
       torch_med = statistics.median(torch_times)
-      row.update(torch_img_s=batch / torch_med, ratio=torch_med / jax_med)
+      row.update(torch_img_s=batch / torch_med, ratio=torch_med / jax_med,
+                 torch_spread_ms=_spread(torch_times))
       line += f"; PyTorch eager {row['torch_img_s']:.0f} img/s"
+    line += "\n  step ms median [min, q1, q3, max]: " + "; ".join(
+        f"{k} {1e3 * statistics.median(t):.0f} {_fmt(_spread(t))}"
+        for k, t in (("krd_jax KD", jax_times), ("krd_jax KRDistill", krd_times),
+                     ("PyTorch", torch_times)) if t)
+    line += f"\n  load average now {os.getloadavg()[0]:.2f}"
     print(line, flush=True)
     results.append(row)
     if args.json:

@@ -1,8 +1,10 @@
-"""Command line: python -m krd_jax {demo,teacher,student} [--config=FILE[:ARG]] [--config.key=value ...]
+"""Command line: python -m krd_jax {demo,teacher,student,evaluate} [--config=FILE[:ARG]] [--config.key=value ...]
 
   demo      train the teacher, then students with every demo method; print one table
   teacher   train (or reuse) the configured teacher
   student   distil the configured student (training the teacher first if needed)
+  evaluate  evaluate the saved teacher and the newest checkpoint of the configured
+            student run on the test set (nothing trained or written)
 
 The config defaults to experiments/configs/digits_lt.py (the embedded default);
 override any field with --config.a.b=value. Unknown keys, wrong types and values out
@@ -29,7 +31,7 @@ import os
 import re
 import sys
 
-COMMANDS = ("demo", "teacher", "student")
+COMMANDS = ("demo", "teacher", "student", "evaluate")
 EXIT_BAD_INPUT = 2
 EXIT_NONFINITE = 3
 EXIT_WRITE_FAILED = 4
@@ -170,6 +172,8 @@ def _execute(command: str, cfg) -> None:
     print(f"\nper-class accuracy plot: {os.path.abspath(result['plot'])}")
     print(f"report: {os.path.abspath(os.path.join(cfg.workdir, 'report.md'))} "
           f"({result['seconds']:.0f} s)")
+  elif command == "evaluate":
+    print(runs.metrics_lib.format_table(runs.evaluate(cfg)["rows"]))
   else:
     summary = getattr(runs, command)(cfg)
     print({k: round(v, 2) for k, v in summary.items() if k != "per_class"})

@@ -17,8 +17,10 @@ import ml_collections
 from krd_jax import sharding
 from krd_jax import validate
 from krd_jax.data import load_dataset
+from krd_jax.train import checkpoints
 from krd_jax.train import loop
 from krd_jax.train import metrics as metrics_lib
+from krd_jax.train import steps as steps_lib
 
 
 def load_data(cfg: ml_collections.ConfigDict):
@@ -87,6 +89,34 @@ def student(cfg: ml_collections.ConfigDict) -> dict:
   method_needs_teacher = validate.needs_teacher(cfg, cfg.student.method)
   t = loop.ensure_teacher(cfg, ds, mesh) if method_needs_teacher else None
   return loop.train_student(cfg, ds, mesh, t, student_dir(cfg))
+
+
+def evaluate(cfg: ml_collections.ConfigDict) -> dict:
+  """Evaluates the saved teacher and the newest checkpoint of the configured student run.
+
+  Nothing is trained or written. Returns {"rows": {run: test summary}, "student": the
+  student's {"step", "test", "val"}}.
+  """
+  validate.check_run(cfg, "student")
+  ds = load_data(cfg)
+  mesh = make_mesh(cfg)
+  teacher_dir = cfg.teacher.checkpoint or os.path.join(cfg.workdir, "teacher")
+  t = None
+  if checkpoints.read_teacher_meta(teacher_dir) is not None:
+    t = loop.load_teacher(cfg, ds, mesh, teacher_dir)
+  elif validate.needs_teacher(cfg, cfg.student.method):
+    raise validate.InputError(f"no saved teacher in {teacher_dir}; student.method="
+                              f"{cfg.student.method!r} needs one to be evaluated")
+  rows = {}
+  if t is not None:
+    eval_step = steps_lib.jit_eval_step(steps_lib.make_eval_step(
+        t.model, loop.make_preprocess(cfg, ds), ds.num_classes), mesh)
+    rows[f"teacher {cfg.teacher.model} ({cfg.teacher.loss})"] = loop.evaluate(
+        eval_step, t.variables, ds, "test", mesh)
+  result = loop.train_student(cfg, ds, mesh, t, student_dir(cfg), evaluate_only=True)
+  rows[f"student {cfg.student.model} {cfg.student.method} (step {result['step']})"] = \
+      result["test"]
+  return {"rows": rows, "student": result}
 
 
 def demo(cfg: ml_collections.ConfigDict) -> dict:

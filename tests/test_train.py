@@ -213,3 +213,26 @@ def test_streaming_image_folder_trains_and_evaluates(tmp_path):
   assert final["test"]["per_class"] == summary["per_class"]
   teacher_log = (tmp_path / "run" / "teacher" / "metrics.jsonl").read_text().splitlines()
   assert json.loads(teacher_log[-1])["step"] == 2 * (22 // 8)
+
+
+def test_evaluate_reads_the_newest_checkpoint_without_training(tmp_path):
+  from krd_jax import validate
+  cfg = default_config().unlock()
+  cfg.workdir = str(tmp_path / "run")
+  cfg.progress = False
+  cfg.data.cache_dir = str(tmp_path / "cache")
+  cfg.teacher.epochs = 2
+  cfg.student.epochs = 2
+  cfg.student.method = "kd"
+  cfg = cfg.lock()
+  with pytest.raises(validate.InputError, match="no saved teacher"):
+    runs.evaluate(cfg)
+  summary = runs.student(cfg)
+  with pytest.raises(validate.InputError, match="train it first"):
+    runs.evaluate(runs.with_method(cfg, "dkd"))
+  files = sorted(p.name for p in (tmp_path / "run").rglob("*"))
+  result = runs.evaluate(cfg)
+  assert sorted(p.name for p in (tmp_path / "run").rglob("*")) == files  # nothing written
+  assert result["student"]["step"] == 2 * (276 // 64)
+  assert result["student"]["test"]["per_class"] == summary["per_class"]
+  assert len(result["rows"]) == 2

@@ -490,13 +490,39 @@ def _objective_kwargs(cfg, teacher: Teacher | None, ds, mesh) -> dict:
   return kwargs
 
 
+def _evaluate_checkpoint(cfg, state: TrainState, run_dir: str, eval_fn: Callable,
+                         ds) -> dict:
+  """Test (and validation) summaries of the newest intact checkpoint in run_dir."""
+  checkpoints = ckpt_lib.RunCheckpoints(os.path.join(run_dir, "checkpoints"),
+                                        keep=cfg.keep_checkpoints)
+  try:
+    restored = checkpoints.restore_latest(state)
+  finally:
+    checkpoints.close()
+  if restored is None:
+    raise validate.InputError(f"no intact checkpoint to evaluate in {run_dir}/checkpoints")
+  state = restored[0]
+  return {"step": int(jax.device_get(state.step)), "test": eval_fn(state, "test"),
+          "val": eval_fn(state, "val") if _has_val(ds) else None}
+
+
 def train_student(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, teacher: Teacher | None,
-                  run_dir: str) -> dict:
+                  run_dir: str, evaluate_only: bool = False) -> dict:
   """Distils (or trains, for teacher-free methods) the student of `cfg.student`.
 
+  Args:
+    cfg, ds, mesh, teacher: the run.
+    run_dir: the student's run folder.
+    evaluate_only: evaluate the newest intact checkpoint of run_dir as it is: no
+      training, nothing written.
+
   Returns:
-    The final test summary (metrics.summarize), also written to run_dir/final.json.
+    The final test summary (metrics.summarize), also written to run_dir/final.json;
+    with evaluate_only, {"step", "test", "val"} of the checkpoint.
   """
+  if evaluate_only and not os.path.isdir(os.path.join(run_dir, "checkpoints")):
+    raise validate.InputError(f"no student run to evaluate in {run_dir}; train it first "
+                              "(python -m krd_jax student ...)")
   scfg = cfg.student
   method_kwargs = _objective_kwargs(cfg, teacher, ds, mesh)
   objective = registry.student_objective(scfg.method, ds.train_counts, **method_kwargs)
@@ -536,6 +562,8 @@ def train_student(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, teacher: Teach
 
   # Only now is anything written: every check above runs first.
   _check_run_dir(run_dir, _role_json(cfg, "student"))
+  if evaluate_only:
+    return _evaluate_checkpoint(cfg, state, run_dir, eval_fn, ds)
   state = fit(run_dir=run_dir, cfg=cfg, role_cfg=scfg, state=state, step_fn=step_fn,
               eval_fn=eval_fn, loader=loader, rng=rng_train,
               desc=f"student {scfg.model} {scfg.method}", select_split=_select_split(ds))

@@ -39,6 +39,20 @@ def cifar_config(dataset: str, teacher: str, student: str, epochs: int = 200):
   return cfg
 
 
+def large_config(dataset: str, weight_decay: float, epochs: int = 90):
+  """ResNet-50 -> ResNet-18 at 224 px on a streamed dataset: SGD 0.1, batch 256, cosine
+  after 5 warm-up epochs; augmentation (random-resized crop, flip) happens in tf.data."""
+  cfg = cifar_config(dataset, "resnet50", "resnet18", epochs=epochs)
+  cfg.data.crop_pad = 0
+  cfg.data.flip = False  # augmentation happens in the tf.data stream
+  cfg.data.image_size = 224
+  for role in (cfg.teacher, cfg.student):
+    role.batch_size = 256
+    role.optim = optim_config(name="sgd", lr=0.1, weight_decay=weight_decay,
+                              schedule="cosine", warmup_epochs=5)
+  return cfg
+
+
 def local_mode(cfg, epochs: int = 2):
   """A few epochs with small batches: checks a config end to end in minutes on CPU."""
   for role in (cfg.teacher, cfg.student):

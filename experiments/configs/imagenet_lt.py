@@ -11,19 +11,11 @@ Expected runtime: 90 epochs ResNet-50 -> ResNet-18, about 1 day on 8 GPUs.
 """
 
 from experiments.configs import common
-from krd_jax.config import optim_config
 
 
 def get_config(arg: str = ""):
   args = common.parse_args(arg, ("local",))
-  cfg = common.cifar_config("imagenet_lt", "resnet50", "resnet18", epochs=90)
-  cfg.data.crop_pad = 0
-  cfg.data.flip = False  # augmentation happens in the tf.data stream
-  cfg.data.image_size = 224
-  for role in (cfg.teacher, cfg.student):
-    role.batch_size = 256
-    role.optim = optim_config(name="sgd", lr=0.1, weight_decay=5e-4, schedule="cosine",
-                              warmup_epochs=5)
+  cfg = common.large_config("imagenet_lt", weight_decay=5e-4)
   if "local" in args:
     common.local_mode(cfg)
   return cfg.lock()

@@ -165,18 +165,23 @@ def _say(kind: str, message: str) -> None:
 
 
 def _execute(command: str, cfg) -> None:
-  from krd_jax import runs  # pylint: disable=g-import-not-at-top
+  from krd_jax import distributed, runs  # pylint: disable=g-import-not-at-top
   if command == "demo":
     result = runs.demo(cfg)
+    if not distributed.is_primary():  # one report per job
+      return
     print(result["table"])
     print(f"\nper-class accuracy plot: {os.path.abspath(result['plot'])}")
     print(f"report: {os.path.abspath(os.path.join(cfg.workdir, 'report.md'))} "
           f"({result['seconds']:.0f} s)")
   elif command == "evaluate":
-    print(runs.metrics_lib.format_table(runs.evaluate(cfg)["rows"]))
+    rows = runs.evaluate(cfg)["rows"]
+    if distributed.is_primary():
+      print(runs.metrics_lib.format_table(rows))
   else:
     summary = getattr(runs, command)(cfg)
-    print({k: round(v, 2) for k, v in summary.items() if k != "per_class"})
+    if distributed.is_primary():
+      print({k: round(v, 2) for k, v in summary.items() if k != "per_class"})
 
 
 def _silence_teardown() -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from krd_jax import distributed
+
 # Hyperparameters of each student method, selected by `student.method`.
 # The KRDistill defaults follow ../shared/DESIGN.md section 1 (our reconstruction),
 # except the CE term, chosen by the CIFAR-10-LT ablation (see below).
@@ -116,4 +118,6 @@ def default_config() -> ml_collections.ConfigDict:
   cfg.keep_checkpoints = 2
   cfg.log_every_steps = 50
   cfg.progress = True
+  # Multi-process jobs (TPU pods, SLURM): see krd_jax/distributed.py.
+  cfg.distributed = distributed.defaults()
   return cfg.lock()

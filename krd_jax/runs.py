@@ -14,6 +14,7 @@ import time
 
 import ml_collections
 
+from krd_jax import distributed
 from krd_jax import sharding
 from krd_jax import validate
 from krd_jax.data import load_dataset
@@ -33,12 +34,13 @@ def load_data(cfg: ml_collections.ConfigDict):
   """
   d = cfg.data
   try:
-    return load_dataset(d.name, imbalance=d.imbalance, profile=d.profile, seed=d.seed,
+    # Process 0 prepares and caches the data first; the others then read its cache.
+    return distributed.primary_first(f"load {d.name}", lambda: load_dataset(d.name, imbalance=d.imbalance, profile=d.profile, seed=d.seed,
                         val_per_class=d.val_per_class, data_dir=d.data_dir or None,
                         split_list_dir=d.split_list_dir or None,
                         cache_dir=d.cache_dir or None, n_max=d.n_max or None,
                         image_size=d.image_size or None,
-                        streaming=True if d.streaming else None)
+                        streaming=True if d.streaming else None))
   except validate.InputError:
     raise
   except Exception as error:  # pylint: disable=broad-except
@@ -52,6 +54,14 @@ def load_data(cfg: ml_collections.ConfigDict):
 def _is_decode_error(error: BaseException) -> bool:
   """A TensorFlow op error (an image that would not decode), without importing TF."""
   return type(error).__module__.startswith("tensorflow")
+
+
+def check_and_start(cfg: ml_collections.ConfigDict, command: str) -> None:
+  """Checks the run, starting JAX's distributed runtime first where the config or
+  the environment asks for it (it must start before any device is touched)."""
+  validate.check_distributed(cfg)
+  distributed.initialize(cfg.distributed)
+  validate.check_run(cfg, command)
 
 
 def make_mesh(cfg: ml_collections.ConfigDict):
@@ -76,14 +86,14 @@ def with_method(cfg: ml_collections.ConfigDict, method: str) -> ml_collections.C
 
 def teacher(cfg: ml_collections.ConfigDict) -> dict:
   """Trains (or reuses) the teacher; returns its test summary."""
-  validate.check_run(cfg, "teacher")
+  check_and_start(cfg, "teacher")
   ds = load_data(cfg)
   return loop.ensure_teacher(cfg, ds, make_mesh(cfg)).summary
 
 
 def student(cfg: ml_collections.ConfigDict) -> dict:
   """Trains the teacher if needed, then the configured student; returns its summary."""
-  validate.check_run(cfg, "student")
+  check_and_start(cfg, "student")
   ds = load_data(cfg)
   mesh = make_mesh(cfg)
   method_needs_teacher = validate.needs_teacher(cfg, cfg.student.method)
@@ -97,7 +107,7 @@ def evaluate(cfg: ml_collections.ConfigDict) -> dict:
   Nothing is trained or written. Returns {"rows": {run: test summary}, "student": the
   student's {"step", "test", "val"}}.
   """
-  validate.check_run(cfg, "student")
+  check_and_start(cfg, "student")
   ds = load_data(cfg)
   mesh = make_mesh(cfg)
   teacher_dir = cfg.teacher.checkpoint or os.path.join(cfg.workdir, "teacher")
@@ -126,7 +136,7 @@ def demo(cfg: ml_collections.ConfigDict) -> dict:
     {"table": markdown str, "plot": path, "rows": {run: summary}, "seconds": float}.
   """
   start = time.time()
-  validate.check_run(cfg, "demo")
+  check_and_start(cfg, "demo")
   ds = load_data(cfg)
   mesh = make_mesh(cfg)
   t = loop.ensure_teacher(cfg, ds, mesh)
@@ -136,10 +146,11 @@ def demo(cfg: ml_collections.ConfigDict) -> dict:
     summary = loop.train_student(run_cfg, ds, mesh, t, student_dir(run_cfg))
     rows[f"student {cfg.student.model} {method}"] = summary
   table = metrics_lib.format_table(rows)
-  plot = metrics_lib.plot_per_class(
-      {name: row["per_class"] for name, row in rows.items()}, ds.train_counts,
-      os.path.join(cfg.workdir, "per_class_accuracy.png"),
-      title=f"{ds.name}: per-class test accuracy against training count")
+  plot = os.path.join(cfg.workdir, "per_class_accuracy.png")
+  if distributed.is_primary():
+    metrics_lib.plot_per_class(
+        {name: row["per_class"] for name, row in rows.items()}, ds.train_counts, plot,
+        title=f"{ds.name}: per-class test accuracy against training count")
   seconds = time.time() - start
   groups = ", ".join(f"{split}: {'/'.join(metrics_lib.profiles.GROUPS[split])}"
                      for split in metrics_lib.GROUP_SPLITS)
@@ -148,8 +159,9 @@ def demo(cfg: ml_collections.ConfigDict) -> dict:
             f"{mesh.devices.size} device(s), {seconds:.0f} s.\nGroups: {groups} "
             "(absolute: >100 / 20-100 / <20 training images; tercile: classes ranked by "
             "count).\n\n" + table + "\n")
-  with open(os.path.join(cfg.workdir, "report.md"), "w") as f:
-    f.write(report)
-  with open(os.path.join(cfg.workdir, "report.json"), "w") as f:
-    json.dump(rows, f)
+  if distributed.is_primary():
+    with open(os.path.join(cfg.workdir, "report.md"), "w") as f:
+      f.write(report)
+    with open(os.path.join(cfg.workdir, "report.json"), "w") as f:
+      json.dump(rows, f)
   return {"table": table, "plot": plot, "rows": rows, "seconds": seconds}

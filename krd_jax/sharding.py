@@ -54,13 +54,65 @@ def check_global_batch(global_batch: int, mesh: Mesh) -> None:
         f"{n} device(s) on the '{DATA_AXIS}' axis; use e.g. {max(n, global_batch // n * n) or n}")
 
 
-def shard_batch(batch: Any, mesh: Mesh) -> Any:
-  """Places a host pytree of arrays on the mesh, batch axis over `data`."""
-  sharding = data_sharding(mesh)
+def batch_sharding(mesh: Mesh, batch_axis: int = 0) -> NamedSharding:
+  """Axis `batch_axis` split over `data` (leading axes before it, e.g. a seed axis,
+  whole)."""
+  return NamedSharding(mesh, P(*([None] * batch_axis), DATA_AXIS))
+
+
+def process_rows(global_batch: int, mesh: Mesh) -> slice:
+  """The rows of a global batch that this process feeds to its devices.
+
+  With several processes each one reads and places only these rows; one process
+  feeds them all (slice(0, global_batch)).
+
+  Raises:
+    ValueError: the batch does not split over the mesh, or this process's devices
+      do not hold one contiguous block of the `data` axis.
+  """
+  check_global_batch(global_batch, mesh)
+  if jax.process_count() == 1:
+    return slice(0, global_batch)
+  blocks = sorted({(s[0].start or 0, s[0].stop or global_batch) for s in
+                   data_sharding(mesh).addressable_devices_indices_map(
+                       (global_batch,)).values()})
+  for (_, stop), (start, _) in zip(blocks, blocks[1:]):
+    if stop != start:
+      raise ValueError(f"this process's devices hold rows {blocks} of the batch, not one "
+                       "block; order the mesh's devices by process")
+  return slice(blocks[0][0], blocks[-1][1])
+
+
+def shard_batch(batch: Any, mesh: Mesh, batch_axis: int = 0,
+                global_batch: int | None = None) -> Any:
+  """Places a host pytree of arrays on the mesh, axis `batch_axis` over `data`.
+
+  Args:
+    batch: numpy arrays. In a one-process run they hold the whole batch; with
+      several processes, this process's rows (`process_rows`) of it.
+    mesh: the device mesh.
+    batch_axis: the axis split over `data` (1 for seed-stacked batches [S, B, ...]).
+    global_batch: the whole batch's size; needed only with several processes.
+
+  Returns:
+    The same pytree of global `jax.Array`s.
+  """
+  sharding = batch_sharding(mesh, batch_axis)
   leaves = jax.tree_util.tree_leaves(batch)
-  if leaves:
-    check_global_batch(int(np.shape(leaves[0])[0]), mesh)
-  return jax.device_put(batch, sharding)
+  if jax.process_count() == 1:
+    if leaves:
+      check_global_batch(int(np.shape(leaves[0])[batch_axis]), mesh)
+    return jax.device_put(batch, sharding)
+  if global_batch is None:
+    raise ValueError("shard_batch: pass global_batch in a multi-process run")
+  check_global_batch(global_batch, mesh)
+
+  def place(local: np.ndarray) -> jax.Array:
+    shape = list(np.shape(local))
+    shape[batch_axis] = global_batch
+    return jax.make_array_from_process_local_data(sharding, local, tuple(shape))
+
+  return jax.tree.map(place, batch)
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:

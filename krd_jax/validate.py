@@ -115,7 +115,25 @@ def device_count(cfg: ml_collections.ConfigDict) -> int:
   import jax  # pylint: disable=g-import-not-at-top
   visible = jax.device_count()
   check_int(cfg, "num_devices", 0, visible)
+  if jax.process_count() > 1 and cfg.num_devices not in (0, visible):
+    _fail("num_devices", cfg.num_devices, f"0 or {visible}: a job of "
+          f"{jax.process_count()} processes uses every device of every process")
   return cfg.num_devices or visible
+
+
+def check_distributed(cfg: ml_collections.ConfigDict) -> None:
+  """The `distributed` section (see krd_jax.distributed); touches no device."""
+  from krd_jax import distributed  # pylint: disable=g-import-not-at-top
+  check_choice(cfg, "distributed.initialize", distributed.MODES)
+  address = check_str(cfg, "distributed.coordinator_address")
+  host, _, port = address.rpartition(":")
+  if address and (not host or not port.isdigit() or not 0 < int(port) < 65536):
+    _fail("distributed.coordinator_address", address, "'' or HOST:PORT of process 0 "
+          "(e.g. 10.0.0.1:1234)")
+  num_processes = check_int(cfg, "distributed.num_processes", 0)
+  check_int(cfg, "distributed.process_id", -1,
+            num_processes - 1 if num_processes else None)
+  check_choice(cfg, "distributed.cpu_collectives", distributed.CPU_COLLECTIVES)
 
 
 def check_config(cfg: ml_collections.ConfigDict, command: str) -> None:
@@ -131,6 +149,7 @@ def check_config(cfg: ml_collections.ConfigDict, command: str) -> None:
     check_int(cfg, key, 1)
   check_int(cfg, "checkpoint_every_steps", 0)
   check_bool(cfg, "progress")
+  check_distributed(cfg)
   _check_data(cfg)
   devices = device_count(cfg)
   for role in roles_used(command):

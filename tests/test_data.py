@@ -333,6 +333,7 @@ def test_inat2018_streams_under_mock(tmp_path):
     assert batch["image"].shape == (8, 16, 16, 3) and batch["label"].shape == (8,)
     test = list(ds.test_stream(4))
     assert [int(b["mask"].sum()) for b in test] == [4, 2]
+    _assert_rows_partition(ds, train_batch=8, eval_batch=4)
 
 
 # ----------------------------------------------------------------------------- augment
@@ -618,3 +619,50 @@ def test_in_memory_dataset_streams(digits_cache):
   test = list(ds.test_stream(128))
   assert sum(int(b["mask"].sum()) for b in test) == 300
   assert sum(int(b["mask"].sum()) for b in ds.test_stream(128, "val")) == 100
+
+
+# ----------------------------------------------------------------------------- per-process rows
+
+
+def _assert_rows_partition(ds, train_batch, eval_batch, split="test"):
+  """Two processes' rows of every batch, put together, are the one-process batch, and
+  each process yields as many batches (every one must join every step)."""
+  halves = (slice(0, train_batch // 2), slice(train_batch // 2, train_batch))
+  whole = list(ds.train_stream(train_batch, seed=1, epoch=2))
+  parts = [list(ds.train_stream(train_batch, seed=1, epoch=2, rows=r)) for r in halves]
+  assert len(whole) == len(parts[0]) == len(parts[1]) > 0
+  for w, a, b in zip(whole, *parts):
+    for key in w:
+      np.testing.assert_array_equal(np.concatenate([a[key], b[key]]), w[key])
+  halves = (slice(0, eval_batch // 2), slice(eval_batch // 2, eval_batch))
+  whole = list(ds.test_stream(eval_batch, split))
+  parts = [list(ds.test_stream(eval_batch, split, rows=r)) for r in halves]
+  assert len(whole) == len(parts[0]) == len(parts[1]) > 0
+  for w, a, b in zip(whole, *parts):
+    assert a["image"].shape[0] == b["image"].shape[0] == eval_batch // 2
+    for key in w:
+      np.testing.assert_array_equal(np.concatenate([a[key], b[key]]), w[key])
+
+
+def test_process_rows_in_memory():
+  images, labels = _toy_arrays(n_per_class=5)
+  ds = kd.from_arrays("toy", images, labels, images[:6], labels[:6])
+  _assert_rows_partition(ds, train_batch=8, eval_batch=8)  # second share of eval empty
+
+
+def test_process_rows_streamed_folder(tmp_path):
+  root = _make_folder(tmp_path / "folder", {"train": 4, "test": 1})
+  ds = kd.load_dataset("image_folder", data_dir=root, streaming=True, image_size=8)
+  _assert_rows_partition(ds, train_batch=4, eval_batch=8)
+
+
+def test_process_rows_split_lists(tmp_path):
+  ds = kd.load_dataset("places_lt", data_dir=_make_places_tree(tmp_path / "p"), image_size=8)
+  _assert_rows_partition(ds, train_batch=32, eval_batch=4)
+
+
+def test_process_rows_of_one_process_is_whole_batch():
+  mesh = sharding.make_mesh()
+  assert sharding.process_rows(8, mesh) == slice(0, 8)
+  with pytest.raises(ValueError, match="multiple"):
+    sharding.process_rows(6, mesh)

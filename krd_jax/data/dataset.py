@@ -138,33 +138,41 @@ class LongTailDataset:
     return profiles.class_groups(self.train_counts, split)
 
   def train_stream(self, global_batch: int, seed: int, epoch: int,
-                   start_step: int = 0) -> Iterator[Batch]:
+                   start_step: int = 0, rows: slice | None = None) -> Iterator[Batch]:
     """Host batches {"image": uint8 [B,H,W,C], "label": int32 [B]} of one epoch.
 
     Streaming datasets decode and augment in tf.data; in-memory ones yield raw
     images in `epoch_permutation` order (augment on device). Incomplete last
     batches are dropped. The order is a function of (seed, epoch), so
-    `start_step` resumes a run mid-epoch on the same examples.
+    `start_step` resumes a run mid-epoch on the same examples. With `rows` (a
+    process's share, `sharding.process_rows`) only those rows of every batch are
+    read and yielded.
     """
     if self.streaming:
-      return self.train_stream_fn(global_batch, seed, epoch, start_step)
+      if rows is None:  # sources written before `rows` existed keep working
+        return self.train_stream_fn(global_batch, seed, epoch, start_step)
+      return self.train_stream_fn(global_batch, seed, epoch, start_step, rows=rows)
     from krd_jax.data import loader  # pylint: disable=g-import-not-at-top
     return loader.host_epoch_batches(
-        self.train_images, self.train_labels, global_batch, seed, epoch, start_step)
+        self.train_images, self.train_labels, global_batch, seed, epoch, start_step,
+        rows=rows)
 
-  def test_stream(self, batch: int, split: str = "test") -> Iterator[Batch]:
+  def test_stream(self, batch: int, split: str = "test",
+                  rows: slice | None = None) -> Iterator[Batch]:
     """Host batches {"image", "label", "mask"} of the balanced test (or "val") set.
 
     Every example appears once; the last batch is padded to `batch` and "mask"
-    marks the real examples.
+    marks the real examples. With `rows`, only those rows of every batch.
     """
     if self.streaming:
-      return self.test_stream_fn(batch, split)
+      if rows is None:
+        return self.test_stream_fn(batch, split)
+      return self.test_stream_fn(batch, split, rows=rows)
     from krd_jax.data import loader  # pylint: disable=g-import-not-at-top
     if split not in ("test", "val"):
       raise ValueError(f"unknown evaluation split {split!r}; expected 'test' or 'val'")
     return loader.host_eval_batches(
-        getattr(self, f"{split}_images"), getattr(self, f"{split}_labels"), batch)
+        getattr(self, f"{split}_images"), getattr(self, f"{split}_labels"), batch, rows)
 
 
 def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -44,7 +44,8 @@ def _check_arrays(images: np.ndarray, labels: np.ndarray) -> None:
 
 def host_epoch_batches(images: np.ndarray, labels: np.ndarray, global_batch: int,
                        seed: int, epoch: int, start_step: int = 0,
-                       drop_last: bool = True) -> Iterator[Batch]:
+                       drop_last: bool = True,
+                       rows: slice | None = None) -> Iterator[Batch]:
   """Numpy batches {"image", "label"} of one epoch in `epoch_permutation` order.
 
   Args:
@@ -55,6 +56,8 @@ def host_epoch_batches(images: np.ndarray, labels: np.ndarray, global_batch: int
     drop_last: drop an incomplete last batch; when False it is completed with
       examples from the start of the same epoch's order, so every batch has the
       same shape (no recompilation) and every example is seen at least once.
+    rows: only these rows of every batch (a process's share in a multi-process
+      run, `sharding.process_rows`); the others are never read.
   """
   _check_arrays(images, labels)
   if global_batch <= 0:
@@ -68,15 +71,18 @@ def host_epoch_batches(images: np.ndarray, labels: np.ndarray, global_batch: int
     idx = np.sort(order[step * global_batch:(step + 1) * global_batch])
     # Sorted indices read memory in order; the batch's order inside does not matter
     # to the loss, and it stays a function of (seed, epoch, step).
+    if rows is not None:
+      idx = idx[rows]
     yield {"image": images[idx], "label": np.asarray(labels[idx], np.int32)}
 
 
-def host_eval_batches(images: np.ndarray, labels: np.ndarray,
-                      batch: int) -> Iterator[Batch]:
+def host_eval_batches(images: np.ndarray, labels: np.ndarray, batch: int,
+                      rows: slice | None = None) -> Iterator[Batch]:
   """Numpy batches {"image", "label", "mask"} covering every example exactly once.
 
   The last batch is padded with zero images (label 0) to `batch` examples and
-  "mask" (bool [B]) is False on the padding, so shapes never change.
+  "mask" (bool [B]) is False on the padding, so shapes never change. With `rows`,
+  only those rows of every batch are read and yielded (a process's share).
   """
   _check_arrays(images, labels)
   if batch <= 0:
@@ -84,24 +90,32 @@ def host_eval_batches(images: np.ndarray, labels: np.ndarray,
   n = len(labels)
   for start in range(0, n, batch):
     stop = min(start + batch, n)
-    real = stop - start
-    image = np.zeros((batch, *images.shape[1:]), images.dtype)
-    label = np.zeros((batch,), np.int32)
-    image[:real] = images[start:stop]
-    label[:real] = labels[start:stop]
-    yield {"image": image, "label": label, "mask": np.arange(batch) < real}
+    lo, hi = (0, batch) if rows is None else (rows.start, rows.stop)
+    # Global positions lo..hi of the padded batch; those past `stop` are padding.
+    real = max(0, min(stop, start + hi) - (start + lo))
+    image = np.zeros((hi - lo, *images.shape[1:]), images.dtype)
+    label = np.zeros((hi - lo,), np.int32)
+    image[:real] = images[start + lo:start + lo + real]
+    label[:real] = labels[start + lo:start + lo + real]
+    yield {"image": image, "label": label, "mask": np.arange(hi - lo) < real}
 
 
-def prefetch_to_mesh(batches: Iterable[Batch], mesh: Mesh,
-                     size: int = 2) -> Iterator[Batch]:
+def prefetch_to_mesh(batches: Iterable[Batch], mesh: Mesh, size: int = 2,
+                     batch_axis: int = 0, global_batch: int | None = None) -> Iterator[Batch]:
   """Shards host batches over the mesh, keeping `size` batches in flight.
 
   `jax.device_put` returns before the copy ends, so queueing the next batch while
   the current one is consumed overlaps host-to-device transfer with compute.
+
+  Args:
+    batches: host batches (this process's rows of each, in a multi-process run).
+    mesh: the device mesh.
+    size: batches in flight.
+    batch_axis, global_batch: see `sharding.shard_batch`.
   """
   queue = collections.deque()
   for batch in batches:
-    queue.append(sharding.shard_batch(batch, mesh))
+    queue.append(sharding.shard_batch(batch, mesh, batch_axis, global_batch))
     if len(queue) >= size:
       yield queue.popleft()
   while queue:
@@ -161,9 +175,10 @@ class InMemoryLoader:
     """Sharded batches of `epoch`, from batch `start_step` on."""
     if not 0 <= start_step <= self.steps_per_epoch:
       raise ValueError(f"start_step {start_step} outside [0, {self.steps_per_epoch}]")
+    rows = sharding.process_rows(self.global_batch, self.mesh)
     host = host_epoch_batches(self.images, self.labels, self.global_batch, self.seed,
-                              epoch, start_step, self.drop_last)
-    return prefetch_to_mesh(host, self.mesh)
+                              epoch, start_step, self.drop_last, rows)
+    return prefetch_to_mesh(host, self.mesh, global_batch=self.global_batch)
 
 
 def eval_batches(images: np.ndarray, labels: np.ndarray, global_batch: int,
@@ -179,8 +194,9 @@ def eval_batches(images: np.ndarray, labels: np.ndarray, global_batch: int,
     An iterator of batches; the last is padded and "mask" marks real examples,
     so metrics must be averaged with the mask.
   """
-  sharding.check_global_batch(global_batch, mesh)
-  return prefetch_to_mesh(host_eval_batches(images, labels, global_batch), mesh)
+  rows = sharding.process_rows(global_batch, mesh)
+  return prefetch_to_mesh(host_eval_batches(images, labels, global_batch, rows), mesh,
+                          global_batch=global_batch)
 
 
 
@@ -212,6 +228,27 @@ class DatasetLoader:
   def steps_per_epoch(self) -> int:
     return self.dataset.num_train // self.global_batch  # incomplete batches dropped
 
+  def host_epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
+    """This process's rows of every batch of `epoch`, as numpy, from `start_step` on."""
+    return self.dataset.train_stream(self.global_batch, self.seed, epoch, start_step,
+                                     rows=local_rows(self.global_batch, self.mesh))
+
   def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
-    return prefetch_to_mesh(
-        self.dataset.train_stream(self.global_batch, self.seed, epoch, start_step), self.mesh)
+    """Batches of `epoch` on the mesh, from `start_step` on."""
+    return prefetch_to_mesh(self.host_epoch(epoch, start_step), self.mesh,
+                            global_batch=self.global_batch)
+
+
+def local_rows(global_batch: int, mesh: Mesh) -> slice | None:
+  """This process's rows of a global batch (`sharding.process_rows`), or None for
+  the whole batch (a one-process run)."""
+  rows = sharding.process_rows(global_batch, mesh)
+  return None if rows == slice(0, global_batch) else rows
+
+
+def dataset_eval_batches(dataset, split: str, global_batch: int,
+                         mesh: Mesh) -> Iterator[Batch]:
+  """`dataset.test_stream` batches of `split` on the mesh, each process reading its rows."""
+  rows = local_rows(global_batch, mesh)
+  return prefetch_to_mesh(dataset.test_stream(global_batch, split, rows=rows), mesh,
+                          global_batch=global_batch)

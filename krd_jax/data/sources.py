@@ -422,18 +422,18 @@ def _load_split_lists(name: str, *, data_dir: str | None, split_list_dir: str | 
   size = image_size or defaults["image_size"]
   transform = defaults["transform"]
 
-  def train_stream(global_batch, seed, epoch, start_step=0):
+  def train_stream(global_batch, seed, epoch, start_step=0, rows=None):
     return streaming_lib.file_list_train_stream(
         train_paths, train_labels, global_batch, seed, epoch, start_step,
-        image_size=size, transform=transform)
+        image_size=size, transform=transform, rows=rows)
 
-  def test_stream(batch, split="test"):
+  def test_stream(batch, split="test", rows=None):
     if split not in lists or split == "train":
       raise ValueError(f"{name} has no {split!r} evaluation split; have "
                        f"{[s for s in lists if s != 'train']}")
     paths, labels = lists[split]
     return streaming_lib.file_list_eval_stream(paths, labels, batch, image_size=size,
-                                               transform=transform)
+                                               transform=transform, rows=rows)
 
   return LongTailDataset(
       name=name, num_classes=num_classes,
@@ -460,17 +460,17 @@ def _load_folder_streaming(*, data_dir: str | None, image_size: int | None) -> L
   if image_size is None:
     raise ValueError("image_folder with streaming=True needs image_size")
 
-  def train_stream(global_batch, seed, epoch, start_step=0):
+  def train_stream(global_batch, seed, epoch, start_step=0, rows=None):
     return streaming_lib.file_list_train_stream(
         train_paths, train_labels, global_batch, seed, epoch, start_step,
-        image_size=image_size, transform="pad_crop")
+        image_size=image_size, transform="pad_crop", rows=rows)
 
-  def test_stream(batch, split="test"):
+  def test_stream(batch, split="test", rows=None):
     if split != "test":
       raise ValueError(f"a streamed image folder has only the 'test' split, not {split!r}")
     paths, labels = files(source.test_split)
     return streaming_lib.file_list_eval_stream(paths, labels, batch, image_size=image_size,
-                                               transform="pad_crop")
+                                               transform="pad_crop", rows=rows)
 
   return LongTailDataset(
       name="image_folder", num_classes=source.num_classes, class_names=source.class_names,
@@ -502,16 +502,16 @@ def _load_inat(*, data_dir: str | None, image_size: int | None,
   size = image_size or defaults["image_size"]
   transform = defaults["transform"]
 
-  def train_stream(global_batch, seed, epoch, start_step=0):
+  def train_stream(global_batch, seed, epoch, start_step=0, rows=None):
     return streaming_lib.tfds_train_stream(
         builder, "train", global_batch, seed, epoch, start_step, image_size=size,
-        transform=transform)
+        transform=transform, rows=rows)
 
-  def test_stream(batch, split="test"):
+  def test_stream(batch, split="test", rows=None):
     if split != "test":
       raise ValueError(f"inat2018 has only the 'test' evaluation split, not {split!r}")
     return streaming_lib.tfds_eval_stream(builder, "validation", batch, image_size=size,
-                                          transform=transform)
+                                          transform=transform, rows=rows)
 
   return LongTailDataset(
       name="inat2018", num_classes=num_classes,

@@ -123,6 +123,39 @@ def _as_numpy(ds) -> Iterator[Batch]:
   return iter(tfds.as_numpy(ds))
 
 
+def _rows_of_batches(ds, batch: int, rows: slice | None):
+  """Encoded examples -> this process's rows of every full global batch, unbatched.
+
+  Runs before decoding, so a process reads and decodes only its share.
+  """
+  if rows is None:
+    return ds
+  ds = ds.batch(batch, drop_remainder=True)
+  ds = ds.map(lambda *b: _tf().nest.map_structure(lambda t: t[rows.start:rows.stop], b))
+  return ds.unbatch()
+
+
+def _eval_rows_stream(ds, batch: int, rows: slice, load, image_size: int) -> Iterator[Batch]:
+  """This process's rows of every evaluation batch, decoded and padded.
+
+  Batches first, then slices, then decodes inside each batch: a process reads only
+  its rows, and yields one batch per global batch even where its share is empty
+  (every process must join every evaluation step).
+  """
+  tf = _tf()
+  ds = ds.batch(batch)
+  ds = ds.map(lambda *b: tf.nest.map_structure(lambda t: t[rows.start:rows.stop], b))
+  signature = {"image": tf.TensorSpec([image_size, image_size, 3], tf.uint8),
+               "label": tf.TensorSpec([], tf.int32)}
+
+  def decode(*b):
+    return tf.map_fn(lambda ex: load(*ex), b, fn_output_signature=signature)
+
+  ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  size = rows.stop - rows.start
+  return (pad_batch(b, size) for b in _as_numpy(ds.prefetch(tf.data.AUTOTUNE)))
+
+
 def file_list_train_stream(
     paths: Sequence[str],
     labels: np.ndarray,
@@ -133,6 +166,7 @@ def file_list_train_stream(
     *,
     image_size: int,
     transform: str = "inception",
+    rows: slice | None = None,
 ) -> Iterator[Batch]:
   """Augmented batches {"image": uint8 [B,S,S,3], "label": int32 [B]} of one epoch.
 
@@ -144,6 +178,8 @@ def file_list_train_stream(
     start_step: first batch to produce (resume); earlier files are never read.
     image_size: S.
     transform: see `train_transform`.
+    rows: only these rows of every batch (this process's share); other files are
+      never read.
   """
   tf = _tf()
   if global_batch <= 0:
@@ -152,6 +188,8 @@ def file_list_train_stream(
   order = loader.epoch_permutation(n, seed, epoch)
   order = order[int(start_step) * global_batch:(n // global_batch) * global_batch]
   base = epoch_seed(seed, epoch)
+  if rows is not None:  # this process's rows of every batch, chosen before any read
+    order = order.reshape(-1, global_batch)[:, rows].reshape(-1)
   seeds = np.stack([np.full(len(order), base, np.int64), order], axis=1)
   ds = tf.data.Dataset.from_tensor_slices(
       (np.asarray(paths)[order], np.asarray(labels, np.int32)[order], seeds))
@@ -162,13 +200,18 @@ def file_list_train_stream(
     return {"image": image, "label": label}
 
   ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  ds = ds.batch(global_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  local = global_batch if rows is None else rows.stop - rows.start
+  ds = ds.batch(local, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
   return _as_numpy(ds)
 
 
 def file_list_eval_stream(paths: Sequence[str], labels: np.ndarray, batch: int, *,
-                          image_size: int, transform: str = "inception") -> Iterator[Batch]:
-  """Evaluation batches {"image", "label", "mask"}, every file once, last padded."""
+                          image_size: int, transform: str = "inception",
+                          rows: slice | None = None) -> Iterator[Batch]:
+  """Evaluation batches {"image", "label", "mask"}, every file once, last padded.
+
+  With `rows`, only those rows of every batch are read (this process's share).
+  """
   tf = _tf()
   if batch <= 0:
     raise ValueError(f"batch size must be positive, got {batch}")
@@ -178,6 +221,8 @@ def file_list_eval_stream(paths: Sequence[str], labels: np.ndarray, batch: int, 
     image = eval_transform(_decode_file(path), image_size=image_size, transform=transform)
     return {"image": image, "label": label}
 
+  if rows is not None:
+    return _eval_rows_stream(ds, batch, rows, load, image_size)
   ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.batch(batch).prefetch(tf.data.AUTOTUNE)
   return (pad_batch(b, batch) for b in _as_numpy(ds))
@@ -185,13 +230,14 @@ def file_list_eval_stream(paths: Sequence[str], labels: np.ndarray, batch: int, 
 
 def tfds_train_stream(builder: Any, split: str, global_batch: int, seed: int, epoch: int,
                       start_step: int = 0, *, image_size: int, transform: str = "inception",
-                      shuffle_buffer: int = 16384) -> Iterator[Batch]:
+                      shuffle_buffer: int = 16384,
+                      rows: slice | None = None) -> Iterator[Batch]:
   """Augmented training batches from a prepared tfds builder with an "image" feature.
 
   Files are read in a seeded order and examples pass a seeded shuffle buffer, so the
   stream is a function of (seed, epoch). Images stay encoded until after
   `start_step * global_batch` examples are skipped, so resuming costs reads, not
-  decodes.
+  decodes. With `rows`, a process decodes only its rows of every global batch.
   """
   tf = _tf()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -202,6 +248,7 @@ def tfds_train_stream(builder: Any, split: str, global_batch: int, seed: int, ep
       read_config=tfds.ReadConfig(shuffle_seed=base, interleave_cycle_length=16))
   ds = ds.shuffle(shuffle_buffer, seed=base, reshuffle_each_iteration=False)
   ds = ds.enumerate().skip(int(start_step) * global_batch)
+  ds = _rows_of_batches(ds, global_batch, rows)
   image_feature = builder.info.features["image"]
 
   def load(index, ex):
@@ -211,20 +258,31 @@ def tfds_train_stream(builder: Any, split: str, global_batch: int, seed: int, ep
     return {"image": image, "label": tf.cast(ex["label"], tf.int32)}
 
   ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  ds = ds.batch(global_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  local = global_batch if rows is None else rows.stop - rows.start
+  ds = ds.batch(local, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
   return _as_numpy(ds)
 
 
 def tfds_eval_stream(builder: Any, split: str, batch: int, *, image_size: int,
-                     transform: str = "inception") -> Iterator[Batch]:
-  """Evaluation batches {"image", "label", "mask"} of a tfds split, last padded."""
+                     transform: str = "inception",
+                     rows: slice | None = None) -> Iterator[Batch]:
+  """Evaluation batches {"image", "label", "mask"} of a tfds split, last padded.
+
+  With `rows`, only those rows of every batch are decoded (this process's share).
+  """
   tf = _tf()
-  ds = builder.as_dataset(split=split, shuffle_files=False)
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  ds = builder.as_dataset(split=split, shuffle_files=False,
+                          decoders={"image": tfds.decode.SkipDecoding()})
+  image_feature = builder.info.features["image"]
 
   def load(ex):
-    image = eval_transform(ex["image"], image_size=image_size, transform=transform)
+    image = eval_transform(image_feature.decode_example(ex["image"]),
+                           image_size=image_size, transform=transform)
     return {"image": image, "label": tf.cast(ex["label"], tf.int32)}
 
+  if rows is not None:
+    return _eval_rows_stream(ds, batch, rows, load, image_size)
   ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.batch(batch).prefetch(tf.data.AUTOTUNE)
   return (pad_batch(b, batch) for b in _as_numpy(ds))

@@ -33,6 +33,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from krd_jax import distributed
 from krd_jax.train import faults
 from krd_jax.train.state import TrainState
 
@@ -183,6 +184,8 @@ class RunCheckpoints:
   def _discard_partial(self, step: int) -> None:
     """Removes the temporary folder a failed save left (it is never complete)."""
     prefix = f"{step}{_TMP_SUFFIX}"
+    if not distributed.is_primary():
+      return
     for name in os.listdir(self.directory) if os.path.isdir(self.directory) else ():
       if name.startswith(prefix):
         shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
@@ -222,8 +225,18 @@ class RunCheckpoints:
     return restored, None
 
   def _quarantine(self, step: int) -> str:
-    """Moves step folder `step` out of the manager's sight; returns where it went."""
+    """Moves step folder `step` out of the manager's sight; returns where it went.
+
+    Process 0 moves it; every process then reloads the manager's view.
+    """
     aside = self.directory + ".unreadable"
+    with distributed.primary_writes(f"quarantine {self.directory}/{step}") as write:
+      if write:
+        dest = self._move_aside(step, aside)
+    self.manager.reload()
+    return dest if write else aside
+
+  def _move_aside(self, step: int, aside: str) -> str:
     os.makedirs(aside, exist_ok=True)
     dest = os.path.join(aside, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
     suffix = 0
@@ -231,7 +244,6 @@ class RunCheckpoints:
       suffix += 1
     dest += f"-{suffix}" if suffix else ""
     os.replace(self.step_path(step), dest)
-    self.manager.reload()
     return dest
 
   @property
@@ -254,10 +266,12 @@ def save_teacher(run_dir: str, variables: Any, meta: dict) -> None:
   checkpointer.wait_until_finished()
   faults.point("teacher_final")
   meta = {**meta, "variables_sha256": tree_sha256(variables)}
-  tmp = os.path.join(run_dir, TEACHER_META + ".tmp")
-  with open(tmp, "w") as f:
-    json.dump(meta, f, indent=1)
-  os.replace(tmp, os.path.join(run_dir, TEACHER_META))
+  with distributed.primary_writes(f"teacher meta {run_dir}") as write:
+    if write:  # one writer; the others continue once it is in place
+      tmp = os.path.join(run_dir, TEACHER_META + ".tmp")
+      with open(tmp, "w") as f:
+        json.dump(meta, f, indent=1)
+      os.replace(tmp, os.path.join(run_dir, TEACHER_META))
 
 
 def read_teacher_meta(run_dir: str) -> dict | None:

@@ -26,6 +26,7 @@ import numpy as np
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
+from krd_jax import distributed
 from krd_jax import models
 from krd_jax import priors
 from krd_jax import sharding
@@ -119,7 +120,7 @@ def make_preprocess(cfg: ml_collections.ConfigDict, ds) -> Callable:
 def evaluate(eval_step: Callable, variables: Any, ds, split: str, mesh: Mesh) -> dict:
   """Accuracy summary (metrics.summarize) of `variables` on `split` ("test" or "val")."""
   correct = total = 0.0
-  batches = loader_lib.prefetch_to_mesh(ds.test_stream(_eval_batch_size(mesh), split), mesh)
+  batches = loader_lib.dataset_eval_batches(ds, split, _eval_batch_size(mesh), mesh)
   for batch_arrays in batches:
     c, t = eval_step(variables, batch_arrays)
     correct, total = correct + c, total + t  # summed on device, fetched once
@@ -137,11 +138,15 @@ class _RunLog:
 
   Events are framed by TensorBoard's own record writer into a plain file: its
   EventFileWriter imports TensorFlow when present, which adds seconds to every start,
-  and a resumed run starts often.
+  and a resumed run starts often. Only process 0 writes (the values are global).
   """
 
   def __init__(self, run_dir: str):
     self.path = os.path.join(run_dir, "metrics.jsonl")
+    self.enabled = distributed.is_primary()
+    self.events = None
+    if not self.enabled:
+      return
     _end_partial_line(self.path)
     try:
       from tensorboard.compat.proto import event_pb2, summary_pb2  # pylint: disable=g-import-not-at-top
@@ -159,6 +164,8 @@ class _RunLog:
     self.events.flush()
 
   def write(self, step: int, kind: str, values: dict) -> None:
+    if not self.enabled:
+      return
     with open(self.path, "a") as f:
       f.write(json.dumps({"step": step, "kind": kind, **values}) + "\n")
     if self.events is not None:
@@ -184,17 +191,25 @@ def _end_partial_line(path: str) -> None:
 
 
 def _write_json_atomic(path: str, value: Any, **kwargs) -> None:
-  """Writes JSON via a temporary file and a rename: a kill leaves old or new, whole."""
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(value, f, **kwargs)
-  os.replace(tmp, path)
+  """Writes JSON via a temporary file and a rename: a kill leaves old or new, whole.
+
+  Process 0 writes; every process returns once the file is in place.
+  """
+  with distributed.primary_writes(f"write {path}") as write:
+    if write:
+      tmp = path + ".tmp"
+      with open(tmp, "w") as f:
+        json.dump(value, f, **kwargs)
+      os.replace(tmp, path)
 
 
 def _check_run_dir(run_dir: str, cfg_json: dict) -> None:
   """Refuses to resume a run folder that holds a run of another configuration."""
   path = os.path.join(run_dir, "config.json")
-  if os.path.exists(path):
+  exists = os.path.exists(path)
+  # Every process decides on what it saw before process 0 may write the file.
+  distributed.barrier(f"check {run_dir}")
+  if exists:
     with open(path) as f:
       previous = json.load(f)
     if previous != cfg_json:
@@ -205,7 +220,8 @@ def _check_run_dir(run_dir: str, cfg_json: dict) -> None:
           f"a run with another configuration (differs in {changed}); allowed: another "
           "workdir, or delete that folder")
     return
-  os.makedirs(run_dir, exist_ok=True)
+  if distributed.is_primary():
+    os.makedirs(run_dir, exist_ok=True)
   _write_json_atomic(path, cfg_json, indent=1, sort_keys=True)
 
 
@@ -292,7 +308,8 @@ def fit(*, run_dir: str, cfg: ml_collections.ConfigDict, role_cfg: ml_collection
                     f"{last_good()}")
 
   bar = tqdm(total=total, initial=step, desc=desc, unit="step", leave=False,
-             disable=None if cfg.progress else True,  # None: only on a terminal
+             # None: only on a terminal; one bar per job, not per process.
+             disable=None if cfg.progress and distributed.is_primary() else True,
              dynamic_ncols=True)
   _Preemption.armed = True
   try:
@@ -458,15 +475,16 @@ def teacher_class_means(teacher: Teacher, cfg, ds, mesh: Mesh) -> np.ndarray:
   step = steps_lib.jit_eval_step(
       steps_lib.make_feature_sum_step(teacher.model, preprocess, ds.num_classes), mesh)
   sums = counts = 0.0
+  size = _eval_batch_size(mesh)
+  rows = loader_lib.local_rows(size, mesh)
   if ds.streaming:
     # A streamed training set only comes augmented (tf.data); one epoch of it
     # estimates the class means.
     batches = ({**b, "mask": np.ones(len(b["label"]), bool)}
-               for b in ds.train_stream(_eval_batch_size(mesh), cfg.seed, 0))
+               for b in ds.train_stream(size, cfg.seed, 0, rows=rows))
   else:
-    batches = loader_lib.host_eval_batches(ds.train_images, ds.train_labels,
-                                           _eval_batch_size(mesh))
-  for batch in loader_lib.prefetch_to_mesh(batches, mesh):
+    batches = loader_lib.host_eval_batches(ds.train_images, ds.train_labels, size, rows)
+  for batch in loader_lib.prefetch_to_mesh(batches, mesh, global_batch=size):
     s, c = step(teacher.variables, batch)
     sums, counts = sums + s, counts + c
   sums, counts = jax.device_get((sums, counts))

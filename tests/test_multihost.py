@@ -1,0 +1,169 @@
+"""Multi-process data parallelism, for real: two CPU processes on 127.0.0.1 (gloo).
+
+Each process has 2 CPU devices, so the job's `data` mesh has 4, as the one-process
+run here (conftest gives it 4 fake devices). The two-process job goes through the
+CLI (`python -m krd_jax student` with cfg.distributed set), trains a teacher and a
+KRDistill student, checkpointing collectively; the result must equal the one-process
+run on the same global batches.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from krd_jax import distributed
+from krd_jax import runs
+from krd_jax.config import default_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A small job: 276 digits images, batch 64 -> 4 steps per epoch; 2 epochs each.
+OVERRIDES = {"teacher.epochs": 2, "student.epochs": 2, "teacher.optim.name": "sgd",
+             "student.optim.name": "sgd", "teacher.optim.lr": 0.05,
+             "student.optim.lr": 0.05, "eval_every_epochs": 1,
+             "checkpoint_every_epochs": 1, "log_every_steps": 2, "progress": False}
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _config(workdir, cache_dir):
+  cfg = default_config().unlock()
+  for key, value in OVERRIDES.items():
+    node = cfg
+    *parents, leaf = key.split(".")
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
+  cfg.workdir = str(workdir)
+  cfg.data.cache_dir = str(cache_dir)
+  return cfg.lock()
+
+
+def _launch_two_processes(workdir, cache_dir):
+  port = _free_port()
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3",
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  procs = []
+  for pid in range(2):
+    cmd = [sys.executable, "-m", "krd_jax", "student",
+           *[f"--config.{k}={v}" for k, v in OVERRIDES.items()],
+           f"--config.workdir={workdir}", f"--config.data.cache_dir={cache_dir}",
+           f"--config.distributed.coordinator_address=127.0.0.1:{port}",
+           "--config.distributed.num_processes=2", f"--config.distributed.process_id={pid}"]
+    procs.append(subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True))
+  outputs = []
+  for proc in procs:
+    try:
+      out, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+      for p in procs:
+        p.kill()
+      raise
+    outputs.append((proc.returncode, out, err))
+  for pid, (code, out, err) in enumerate(outputs):
+    assert code == 0, f"process {pid} exited {code}:\n{err[-3000:]}"
+  return outputs
+
+
+def _restore_raw(path):
+  """A saved pytree's arrays as numpy, whatever topology wrote them."""
+  checkpointer = ocp.StandardCheckpointer()
+  metadata = checkpointer.metadata(path).item_metadata
+  one_device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one_device),
+                        metadata)
+  return jax.device_get(checkpointer.restore(path, target))
+
+
+def _latest_step_dir(run_dir):
+  folder = os.path.join(run_dir, "checkpoints")
+  steps = sorted(int(name) for name in os.listdir(folder) if name.isdigit())
+  return os.path.join(folder, str(steps[-1]))
+
+
+def _leaves(tree):
+  return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+def _assert_trees_close(a, b):
+  leaves_a, leaves_b = _leaves(a), _leaves(b)
+  assert len(leaves_a) == len(leaves_b) > 0
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_two_processes_equal_one_process(tmp_path):
+  cache = tmp_path / "cache"
+  outputs = _launch_two_processes(tmp_path / "two", cache)
+  # One report per job: only process 0 prints the summary.
+  assert "balanced" in outputs[0][1] and "balanced" not in outputs[1][1]
+
+  single = runs.student(_config(tmp_path / "one", cache))
+  two, one = tmp_path / "two", tmp_path / "one"
+
+  final_two = json.loads((two / "students" / "krd" / "final.json").read_text())
+  np.testing.assert_allclose(final_two["test"]["per_class"], single["per_class"])
+
+  step_two = _latest_step_dir(str(two / "students" / "krd"))
+  step_one = _latest_step_dir(str(one / "students" / "krd"))
+  assert os.path.basename(step_two) == os.path.basename(step_one) == "8"
+  _assert_trees_close(_restore_raw(os.path.join(step_two, "state")),
+                      _restore_raw(os.path.join(step_one, "state")))
+  _assert_trees_close(_restore_raw(str(two / "teacher" / "final")),
+                      _restore_raw(str(one / "teacher" / "final")))
+
+  # Process 0 alone logged: the same lines as the one-process run, none twice.
+  def logged(run):
+    return [json.loads(line) for line in (run / "students" / "krd" / "metrics.jsonl")
+            .read_text().splitlines()]
+  lines_two, lines_one = logged(two), logged(one)
+  assert [(m["step"], m["kind"]) for m in lines_two] == \
+      [(m["step"], m["kind"]) for m in lines_one]
+  for m2, m1 in zip(lines_two, lines_one):
+    np.testing.assert_allclose(m2.get("loss", 0.0), m1.get("loss", 0.0), rtol=1e-4)
+
+
+@pytest.mark.parametrize("environ, expected", [
+    ({}, False),
+    ({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234"}, True),
+    ({"SLURM_JOB_ID": "7", "SLURM_PROCID": "0", "SLURM_NTASKS": "8"}, True),
+    ({"SLURM_JOB_ID": "7", "SLURM_PROCID": "0", "SLURM_NTASKS": "1"}, False),
+    ({"TPU_WORKER_HOSTNAMES": "t-0,t-1,t-2,t-3"}, True),
+    ({"TPU_WORKER_HOSTNAMES": "localhost"}, False),
+])
+def test_environment_detection(environ, expected):
+  assert distributed.environment_is_multiprocess(environ) is expected
+  cfg = default_config()
+  assert distributed.should_initialize(cfg.distributed, environ) is expected
+  never = default_config().unlock()
+  never.distributed.initialize = "no"
+  assert distributed.should_initialize(never.distributed, environ) is False
+
+
+@pytest.mark.parametrize("key, value", [
+    ("distributed.initialize", "maybe"),
+    ("distributed.coordinator_address", "10.0.0.1"),
+    ("distributed.coordinator_address", "10.0.0.1:99999"),
+    ("distributed.num_processes", -1),
+    ("distributed.process_id", -2),
+    ("distributed.cpu_collectives", "nccl"),
+])
+def test_bad_distributed_config_is_refused(tmp_path, key, value):
+  from krd_jax import validate
+  cfg = _config(tmp_path, tmp_path / "cache").unlock()
+  section, leaf = key.split(".")
+  cfg[section][leaf] = value
+  with pytest.raises(validate.InputError, match=key.replace(".", r"\.")):
+    validate.check_distributed(cfg)
+  assert not os.path.exists(tmp_path / "students")

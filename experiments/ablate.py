@@ -17,9 +17,15 @@ configuration is identical (e.g. the kd student of two cells that differ only in
 methods.krd.lam) are trained once and reported in each cell. Running the same command
 again skips finished runs and resumes an interrupted one from its last checkpoint.
 
+--parallel-seeds N trains up to N seeds of a cell x method as one vmapped program
+(krd_jax.train.seeds: each seed keeps its own initialisation, data order and
+augmentation; results equal the seeds trained in turn to float32 rounding). Small
+models then use an accelerator far better; see benchmarks/RESULTS.md.
+
 Layout of the workdir:
   teachers/<key>/                      one teacher per (data, teacher) configuration
   students/<method>_s<seed>_<key>/     one student run (config.json, final.json, ...)
+  parallel/<method>_s<seeds>_<key>/    a group of seeds trained together (checkpoints)
 and of the output folder (--out, default the workdir):
   results.csv              one row per cell x method x seed
   summary.md, summary.csv  mean ± std over seeds per cell x method
@@ -178,7 +184,7 @@ def run_key(cfg: ml_collections.ConfigDict, teacher_seed: int) -> str:
   with methods.krd.lam), and the teacher counts by its key, not by path.
   """
   d = _as_dict(cfg)
-  for name in ("workdir", "progress", "demo_methods", "methods", "teacher"):
+  for name in ("workdir", "progress", "demo_methods", "methods", "teacher", "distributed"):
     d.pop(name)
   d["method_kwargs"] = cfg.methods[cfg.student.method].to_dict()
   d["teacher_key"] = teacher_key(cfg, teacher_seed) if needs_teacher(cfg) else None
@@ -308,6 +314,43 @@ def execute(run: Run, res: _Resources) -> tuple[str, dict | None]:
   except loop.NonFiniteLossError as e:
     tqdm.write(f"{run.run_dir}: {e}")
     return "diverged", None
+
+
+def parallel_groups(runs_: Sequence[Run], size: int) -> list[list[Run]]:
+  """The unfinished runs of one cell, as groups of up to `size` seeds of one method
+  that can train as one vmapped program (single runs are left to `execute`)."""
+  from krd_jax.train import seeds as seeds_lib
+  by_method: dict[str, list[Run]] = {}
+  for run in runs_:
+    if not os.path.exists(_final_path(run)) and seeds_lib.supports_parallel_seeds(run.cfg):
+      by_method.setdefault(run.method, []).append(run)
+  groups = []
+  for members in by_method.values():
+    groups += [members[i:i + size] for i in range(0, len(members), size)]
+  return [g for g in groups if len(g) > 1]
+
+
+def execute_group(group: Sequence[Run], res: _Resources,
+                  workdir: str) -> list[tuple[str, dict | None]]:
+  """Trains (or resumes) a group of seeds as one vmapped program (--parallel-seeds);
+  returns each run's (status, test summary) as `execute` would."""
+  from krd_jax import runs
+  from krd_jax.train import loop
+  from krd_jax.train import seeds as seeds_lib
+  first = group[0]
+  seeds = "-".join(str(r.seed) for r in group)
+  group_dir = os.path.join(workdir, "parallel", f"{first.method}_s{seeds}_"
+                           f"{_digest([r.run_dir for r in group])}")
+  ds = res.data(first.cfg)
+  mesh = runs.make_mesh(first.cfg)
+  teacher = res.teacher(first, ds, mesh) if first.teacher_dir else None
+  try:
+    summaries = seeds_lib.train_students_parallel(
+        [r.cfg for r in group], ds, mesh, teacher, [r.run_dir for r in group], group_dir)
+  except loop.NonFiniteLossError as e:
+    tqdm.write(f"{group_dir}: {e} (every seed of the group is reported diverged)")
+    return [("diverged", None)] * len(group)
+  return [("trained", summary) for summary in summaries]
 
 
 # ----------------------------------------------------------------------------- reports
@@ -464,7 +507,8 @@ def _teacher_rows(runs_: list[Run]) -> dict[str, dict]:
 
 
 def run_sweep(base: ml_collections.ConfigDict, grid: Grid | str, methods: Sequence[str],
-              seeds: Sequence[int], workdir: str, out: str | None = None) -> dict:
+              seeds: Sequence[int], workdir: str, out: str | None = None,
+              parallel_seeds: int = 1) -> dict:
   """Runs (or resumes) a whole sweep and writes its reports.
 
   Args:
@@ -474,6 +518,9 @@ def run_sweep(base: ml_collections.ConfigDict, grid: Grid | str, methods: Sequen
     seeds: student seeds.
     workdir: where teachers and student runs live.
     out: where the reports go; default `workdir`.
+    parallel_seeds: train up to this many seeds of a cell x method as one vmapped
+      program (krd_jax.train.seeds); 1 trains them in turn. Results are the same
+      to float32 rounding.
 
   Returns:
     {"rows": per-run rows, "summary": per cell x method, "table": summary markdown,
@@ -482,6 +529,8 @@ def run_sweep(base: ml_collections.ConfigDict, grid: Grid | str, methods: Sequen
   """
   if isinstance(grid, str):
     grid = parse_grid(grid, base)
+  if int(parallel_seeds) < 1:
+    raise ValueError(f"--parallel-seeds={parallel_seeds}; allowed: 1 or more")
   keys = [k for k, _ in grid]
   all_runs = plan(base, grid, methods, seeds, workdir)  # every error before any write
   out = out or workdir
@@ -494,8 +543,16 @@ def run_sweep(base: ml_collections.ConfigDict, grid: Grid | str, methods: Sequen
   bar = tqdm(by_cell, total=len(cells(grid)), desc="cells", unit="cell",
              disable=not base.progress, dynamic_ncols=True)
   for _, cell_runs in bar:
+    cell_runs = list(cell_runs)
+    grouped: dict[str, tuple[str, dict | None]] = {}  # trained now, seeds in parallel
+    if parallel_seeds > 1:
+      pending = [r for r in cell_runs if r.run_dir not in seen]
+      for group in parallel_groups(pending, parallel_seeds):
+        grouped.update(zip((r.run_dir for r in group), execute_group(group, res, workdir)))
     for run in cell_runs:
-      if run.run_dir not in seen:
+      if run.run_dir in grouped:
+        seen[run.run_dir] = grouped.pop(run.run_dir)
+      elif run.run_dir not in seen:
         seen[run.run_dir] = execute(run, res)
       else:  # a run shared with an earlier cell: one training, one divergence
         status, summary = seen[run.run_dir]
@@ -548,7 +605,9 @@ def _main(argv: list[str]) -> None:
     plan(base, grid, methods, seeds, workdir)
   except ValueError as e:
     raise SystemExit(f"error: {e}") from None
-  result = run_sweep(base, grid, methods, seeds, workdir, f.out)
+  if f.parallel_seeds < 1:
+    raise SystemExit(f"error: --parallel-seeds={f.parallel_seeds}; allowed: 1 or more")
+  result = run_sweep(base, grid, methods, seeds, workdir, f.out, f.parallel_seeds)
   print(result["table"])
   print(f"{result['trained']} student run(s) and {result['teachers_trained']} "
         f"teacher(s) trained now; {len(result['rows'])} runs in the sweep.")
@@ -572,6 +631,8 @@ def main() -> None:
                       "a comma-separated list of seeds")
   flags.DEFINE_string("workdir", "", "teachers and runs (default: <config workdir>_ablate)")
   flags.DEFINE_string("out", "", "reports folder (default: the workdir)")
+  flags.DEFINE_integer("parallel_seeds", 1, "train up to this many seeds of a cell and "
+                       "method as one vmapped program (1: in turn)")
   app.run(_main)
 
 

@@ -133,3 +133,27 @@ def test_sweep_shares_the_teacher_writes_reports_and_resumes(tmp_path):
   assert resumed["trained"] == 1 and resumed["teachers_trained"] == 0
   assert {k: v for k, v in _final_mtimes(workdir).items() if k in mtimes} == mtimes
   assert resumed["rows"][0]["balanced"] == pytest.approx(first["rows"][0]["balanced"])
+
+
+def test_parallel_seeds_sweep_equals_the_sweep_in_turn(tmp_path):
+  args = (_base(), "methods.krd.lam=0,0.5", ["krd", "logit_adjusted"], [0, 1, 2])
+  in_turn = ablate.run_sweep(*args, str(tmp_path / "turn"))
+  parallel = ablate.run_sweep(*args, str(tmp_path / "par"), parallel_seeds=2)
+  # Seeds 0,1 as a group, seed 2 alone, per cell x method; logit_adjusted does not
+  # read methods.krd.lam, so its second cell reuses the first's runs.
+  groups = sorted(os.listdir(tmp_path / "par" / "parallel"))
+  assert len(groups) == 3 and all("_s0-1_" in g for g in groups)
+  assert parallel["trained"] == in_turn["trained"] == 9
+  for a, b in zip(in_turn["rows"], parallel["rows"]):
+    assert (a["method"], a["seed"], a["methods.krd.lam"]) == \
+        (b["method"], b["seed"], b["methods.krd.lam"])
+    for metric in ("overall", "balanced", "head", "tail"):
+      assert a[metric] == pytest.approx(b[metric], abs=1e-9), (a, b)
+  again = ablate.run_sweep(*args, str(tmp_path / "par"), parallel_seeds=2)
+  assert again["trained"] == 0
+
+
+def test_parallel_seeds_must_be_positive(tmp_path):
+  with pytest.raises(ValueError, match="parallel-seeds"):
+    ablate.run_sweep(_base(), "", ["krd"], [0], str(tmp_path / "w"), parallel_seeds=0)
+  assert not os.path.exists(tmp_path / "w")

@@ -120,7 +120,7 @@ def make_preprocess(cfg: ml_collections.ConfigDict, ds) -> Callable:
 def evaluate(eval_step: Callable, variables: Any, ds, split: str, mesh: Mesh) -> dict:
   """Accuracy summary (metrics.summarize) of `variables` on `split` ("test" or "val")."""
   correct = total = 0.0
-  batches = loader_lib.dataset_eval_batches(ds, split, _eval_batch_size(mesh), mesh)
+  batches = loader_lib.dataset_eval_batches(ds, split, eval_batch_size(mesh), mesh)
   for batch_arrays in batches:
     c, t = eval_step(variables, batch_arrays)
     correct, total = correct + c, total + t  # summed on device, fetched once
@@ -128,7 +128,7 @@ def evaluate(eval_step: Callable, variables: Any, ds, split: str, mesh: Mesh) ->
   return metrics_lib.summarize(correct, total, ds.train_counts)
 
 
-def _eval_batch_size(mesh: Mesh) -> int:
+def eval_batch_size(mesh: Mesh) -> int:
   n = mesh.devices.size
   return max(n, EVAL_BATCH // n * n)
 
@@ -190,7 +190,7 @@ def _end_partial_line(path: str) -> None:
         f.write(b"\n")
 
 
-def _write_json_atomic(path: str, value: Any, **kwargs) -> None:
+def write_json_atomic(path: str, value: Any, **kwargs) -> None:
   """Writes JSON via a temporary file and a rename: a kill leaves old or new, whole.
 
   Process 0 writes; every process returns once the file is in place.
@@ -203,7 +203,7 @@ def _write_json_atomic(path: str, value: Any, **kwargs) -> None:
       os.replace(tmp, path)
 
 
-def _check_run_dir(run_dir: str, cfg_json: dict) -> None:
+def check_run_dir(run_dir: str, cfg_json: dict) -> None:
   """Refuses to resume a run folder that holds a run of another configuration."""
   path = os.path.join(run_dir, "config.json")
   exists = os.path.exists(path)
@@ -222,13 +222,14 @@ def _check_run_dir(run_dir: str, cfg_json: dict) -> None:
     return
   if distributed.is_primary():
     os.makedirs(run_dir, exist_ok=True)
-  _write_json_atomic(path, cfg_json, indent=1, sort_keys=True)
+  write_json_atomic(path, cfg_json, indent=1, sort_keys=True)
 
 
 def _mean_metrics(history: list[dict]) -> dict:
+  """Means over the window's steps (and over seeds, for seed-stacked metrics [S])."""
   fetched = jax.device_get(history)
   out = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
-  out["nonfinite"] = int(sum(m["nonfinite"] for m in fetched))
+  out["nonfinite"] = int(np.sum([m["nonfinite"] for m in fetched]))
   return out
 
 
@@ -303,7 +304,8 @@ def fit(*, run_dir: str, cfg: ml_collections.ConfigDict, role_cfg: ml_collection
       flush()  # Raises: a NaN state is never saved.
     if step > 0 and checkpoints.latest_step != step:
       # No evaluation: preemption grants seconds, not minutes.
-      save(None, **{PENDING_METRICS: [{k: v.item() for k, v in m.items()} for m in pending]})
+      save(None, **{PENDING_METRICS: [{k: np.asarray(v).tolist() for k, v in m.items()}
+                                      for m in pending]})
     raise Preempted(f"{desc}: stopped by SIGTERM at step {step}/{total}; checkpoint: "
                     f"{last_good()}")
 
@@ -344,8 +346,12 @@ def fit(*, run_dir: str, cfg: ml_collections.ConfigDict, role_cfg: ml_collection
 
 
 def _metrics_from_json(metrics: dict) -> dict:
-  """A step's metrics as the step returned them: float32, and int32 counts."""
-  return {k: np.int32(v) if isinstance(v, int) else np.float32(v) for k, v in metrics.items()}
+  """A step's metrics as the step returned them: float32, and int32 counts (scalars,
+  or lists for seed-stacked runs)."""
+  def restore(v):
+    is_int = all(isinstance(x, int) for x in np.ravel(v).tolist())
+    return np.asarray(v, np.int32 if is_int else np.float32)
+  return {k: restore(v) for k, v in metrics.items()}
 
 
 def _poison(state: TrainState) -> TrainState:
@@ -356,7 +362,7 @@ def _poison(state: TrainState) -> TrainState:
 # ----------------------------------------------------------------------------- teacher
 
 
-def _role_json(cfg: ml_collections.ConfigDict, role: str) -> dict:
+def role_json(cfg: ml_collections.ConfigDict, role: str) -> dict:
   """The parts of the config that define a run of `role` (what resume must match)."""
   keys = ["seed", "compute_dtype", "data", role]
   out = {k: json.loads(cfg[k].to_json_best_effort()) if isinstance(
@@ -366,12 +372,12 @@ def _role_json(cfg: ml_collections.ConfigDict, role: str) -> dict:
   return json.loads(json.dumps(out, default=str))
 
 
-def _has_val(ds) -> bool:
+def has_val(ds) -> bool:
   return ds.val_labels is not None and len(ds.val_labels) > 0
 
 
-def _select_split(ds) -> str:
-  return "val" if _has_val(ds) else "test"
+def select_split(ds) -> str:
+  return "val" if has_val(ds) else "test"
 
 
 def _loader(ds, batch_size: int, mesh: Mesh, seed: int) -> loader_lib.DatasetLoader:
@@ -410,12 +416,12 @@ def train_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, run_dir: str) 
     return evaluate(eval_step, s.model_variables(), ds, split, mesh)
 
   # Only now is anything written: every check above runs first.
-  _check_run_dir(run_dir, _role_json(cfg, "teacher"))
+  check_run_dir(run_dir, role_json(cfg, "teacher"))
   state = fit(run_dir=run_dir, cfg=cfg, role_cfg=tcfg, state=state, step_fn=step_fn,
               eval_fn=eval_fn, loader=loader, rng=rng_train, desc=f"teacher {tcfg.model}",
-              select_split=_select_split(ds))
+              select_split=select_split(ds))
   summary = eval_fn(state, "test")
-  val = eval_fn(state, "val") if _has_val(ds) else None
+  val = eval_fn(state, "val") if has_val(ds) else None
   meta = {"model": tcfg.model, "model_kwargs": tcfg.model_kwargs.to_dict(),
           "num_classes": ds.num_classes, "dataset": ds.name,
           "train_counts": np.asarray(ds.train_counts).tolist(), "loss": tcfg.loss,
@@ -475,7 +481,7 @@ def teacher_class_means(teacher: Teacher, cfg, ds, mesh: Mesh) -> np.ndarray:
   step = steps_lib.jit_eval_step(
       steps_lib.make_feature_sum_step(teacher.model, preprocess, ds.num_classes), mesh)
   sums = counts = 0.0
-  size = _eval_batch_size(mesh)
+  size = eval_batch_size(mesh)
   rows = loader_lib.local_rows(size, mesh)
   if ds.streaming:
     # A streamed training set only comes augmented (tf.data); one epoch of it
@@ -521,26 +527,40 @@ def _evaluate_checkpoint(cfg, state: TrainState, run_dir: str, eval_fn: Callable
     raise validate.InputError(f"no intact checkpoint to evaluate in {run_dir}/checkpoints")
   state = restored[0]
   return {"step": int(jax.device_get(state.step)), "test": eval_fn(state, "test"),
-          "val": eval_fn(state, "val") if _has_val(ds) else None}
+          "val": eval_fn(state, "val") if has_val(ds) else None}
 
 
-def train_student(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, teacher: Teacher | None,
-                  run_dir: str, evaluate_only: bool = False) -> dict:
-  """Distils (or trains, for teacher-free methods) the student of `cfg.student`.
+@dataclasses.dataclass
+class StudentSetup:
+  """Everything a student run builds before its first step (nothing placed or written).
 
-  Args:
-    cfg, ds, mesh, teacher: the run.
-    run_dir: the student's run folder.
-    evaluate_only: evaluate the newest intact checkpoint of run_dir as it is: no
-      training, nothing written.
-
-  Returns:
-    The final test summary (metrics.summarize), also written to run_dir/final.json;
-    with evaluate_only, {"step", "test", "val"} of the checkpoint.
+  Attributes:
+    model, teacher_model, projector, objective, tx: the run's modules and optimiser.
+    loader: its training batches.
+    state: the fresh state at step 0, on the host, without the teacher.
+    teacher_variables: the teacher's variables if the objective reads a teacher.
+    rng: the run's training key (folded with the step inside the step).
+    step: the unjitted (state, batch, rng) -> (state, metrics).
+    eval_step: the unjitted evaluation step of the student model.
+    method_kwargs: the objective's hyperparameters (ETF anchors included for krd).
   """
-  if evaluate_only and not os.path.isdir(os.path.join(run_dir, "checkpoints")):
-    raise validate.InputError(f"no student run to evaluate in {run_dir}; train it first "
-                              "(python -m krd_jax student ...)")
+  model: nn.Module
+  teacher_model: nn.Module | None
+  projector: nn.Module | None
+  objective: registry.StudentObjective
+  tx: Any
+  loader: loader_lib.DatasetLoader
+  state: TrainState
+  teacher_variables: Any
+  rng: jax.Array
+  step: Callable
+  eval_step: Callable
+  method_kwargs: dict
+
+
+def student_setup(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
+                  teacher: Teacher | None) -> StudentSetup:
+  """Builds the student run of `cfg.student` (shared by solo and parallel-seed runs)."""
   scfg = cfg.student
   method_kwargs = _objective_kwargs(cfg, teacher, ds, mesh)
   objective = registry.student_objective(scfg.method, ds.train_counts, **method_kwargs)
@@ -561,33 +581,62 @@ def train_student(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, teacher: Teach
         {"params": params["model"], "batch_stats": variables["batch_stats"]},
         jnp.zeros((1, *ds.image_shape)), train=False)
     params["projector"] = projector.init(rng_proj, student_features)["params"]
+  teacher_model = teacher.model if objective.needs_teacher else None
+  preprocess = make_preprocess(cfg, ds)
+  return StudentSetup(
+      model=model, teacher_model=teacher_model, projector=projector, objective=objective,
+      tx=tx, loader=loader,
+      state=create_state(params, variables["batch_stats"], tx),
+      teacher_variables=teacher.variables if objective.needs_teacher else None,
+      rng=rng_train,
+      step=steps_lib.make_student_step(
+          model, teacher_model, projector, objective, tx, preprocess,
+          scfg.distill_warmup_epochs * loader.steps_per_epoch),
+      eval_step=steps_lib.make_eval_step(model, preprocess, ds.num_classes),
+      method_kwargs=method_kwargs)
+
+
+def train_student(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, teacher: Teacher | None,
+                  run_dir: str, evaluate_only: bool = False) -> dict:
+  """Distils (or trains, for teacher-free methods) the student of `cfg.student`.
+
+  Args:
+    cfg, ds, mesh, teacher: the run.
+    run_dir: the student's run folder.
+    evaluate_only: evaluate the newest intact checkpoint of run_dir as it is: no
+      training, nothing written.
+
+  Returns:
+    The final test summary (metrics.summarize), also written to run_dir/final.json;
+    with evaluate_only, {"step", "test", "val"} of the checkpoint.
+  """
+  if evaluate_only and not os.path.isdir(os.path.join(run_dir, "checkpoints")):
+    raise validate.InputError(f"no student run to evaluate in {run_dir}; train it first "
+                              "(python -m krd_jax student ...)")
+  scfg = cfg.student
+  setup = student_setup(cfg, ds, mesh, teacher)
+  loader, rng_train = setup.loader, setup.rng
   # A private copy: the step donates its state, and the caller's teacher must survive
   # for the next student run.
-  teacher_variables = (jax.tree.map(jnp.copy, teacher.variables)
-                       if objective.needs_teacher else None)
-  state = sharding.replicate(create_state(params, variables["batch_stats"], tx,
-                                          teacher=teacher_variables), mesh)
-
-  preprocess = make_preprocess(cfg, ds)
-  step_fn = steps_lib.jit_train_step(steps_lib.make_student_step(
-      model, teacher.model if objective.needs_teacher else None, projector, objective, tx,
-      preprocess, scfg.distill_warmup_epochs * loader.steps_per_epoch), mesh)
-  eval_step = steps_lib.jit_eval_step(
-      steps_lib.make_eval_step(model, preprocess, ds.num_classes), mesh)
+  teacher_variables = (jax.tree.map(jnp.copy, setup.teacher_variables)
+                       if setup.teacher_variables is not None else None)
+  state = sharding.replicate(setup.state.replace(teacher=teacher_variables), mesh)
+  step_fn = steps_lib.jit_train_step(setup.step, mesh)
+  eval_step = steps_lib.jit_eval_step(setup.eval_step, mesh)
 
   def eval_fn(s: TrainState, split: str) -> dict:
     return evaluate(eval_step, s.model_variables(), ds, split, mesh)
 
   # Only now is anything written: every check above runs first.
-  _check_run_dir(run_dir, _role_json(cfg, "student"))
+  check_run_dir(run_dir, role_json(cfg, "student"))
   if evaluate_only:
     return _evaluate_checkpoint(cfg, state, run_dir, eval_fn, ds)
   state = fit(run_dir=run_dir, cfg=cfg, role_cfg=scfg, state=state, step_fn=step_fn,
               eval_fn=eval_fn, loader=loader, rng=rng_train,
-              desc=f"student {scfg.model} {scfg.method}", select_split=_select_split(ds))
+              desc=f"student {scfg.model} {scfg.method}", select_split=select_split(ds))
   summary = eval_fn(state, "test")
-  val = eval_fn(state, "val") if _has_val(ds) else None
+  val = eval_fn(state, "val") if has_val(ds) else None
   faults.point("student_final")
-  _write_json_atomic(os.path.join(run_dir, "final.json"),
+  write_json_atomic(os.path.join(run_dir, "final.json"),
                      {"method": scfg.method, "model": scfg.model, "test": summary, "val": val})
   return summary

@@ -1,0 +1,212 @@
+"""Seeds in parallel: N student runs that differ only in seed, as one vmapped program.
+
+Each seed keeps what makes it a seed: its own initial parameters, optimiser state,
+data order and augmentation key. The states are stacked on a leading seed axis and
+the student step is `jax.vmap`ped over it (the teacher is shared, not stacked), so
+one jitted step trains every seed; batches are [S, B, ...] with B sharded over the
+`data` mesh axis. Small models leave an accelerator mostly idle at one seed per
+program; stacking fills it.
+
+The group checkpoints, resumes and logs (means over seeds) as one run in its own
+folder; at the end each seed's run folder gets the config.json and final.json a solo
+run of that seed would have written, so sweeps read them the same way.
+
+Example:
+  cfgs = [with_seed(cfg, s) for s in (0, 1, 2, 3)]
+  summaries = train_students_parallel(cfgs, ds, mesh, teacher,
+                                      [f"runs/s{s}" for s in (0, 1, 2, 3)], "runs/group")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh
+
+from krd_jax import sharding
+from krd_jax.data import loader as loader_lib
+from krd_jax.train import loop
+from krd_jax.train import metrics as metrics_lib
+from krd_jax.train.state import TrainState
+
+SEED_AXIS = 0
+
+
+def supports_parallel_seeds(cfg: ml_collections.ConfigDict) -> bool:
+  """Whether the student's objective is the same for every seed (a vmapped group
+  shares one objective). KRDistill with random ETF anchors draws them per seed."""
+  method = cfg.student.method
+  if method != "krd":
+    return True
+  krd = cfg.methods.krd
+  return not (krd.use_rrd and krd.anchor == "random")
+
+
+def check_group(cfgs: Sequence[ml_collections.ConfigDict]) -> None:
+  """Raises ValueError unless `cfgs` are distinct seeds of one otherwise equal run."""
+  if not cfgs:
+    raise ValueError("parallel seeds: no runs given")
+  seeds = [c.seed for c in cfgs]
+  if len(set(seeds)) != len(seeds):
+    raise ValueError(f"parallel seeds: repeated seeds {seeds}")
+
+  def without_seed(c):
+    d = json.loads(c.to_json_best_effort())
+    d.pop("seed")
+    return d
+
+  first = without_seed(cfgs[0])
+  for c in cfgs[1:]:
+    other = without_seed(c)
+    if other != first:
+      keys = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
+      raise ValueError(f"parallel seeds: the runs differ in {keys}, not only in seed")
+  if not supports_parallel_seeds(cfgs[0]):
+    raise ValueError("parallel seeds: methods.krd.anchor='random' draws ETF anchors per "
+                     "seed, so the seeds do not share one objective; run them in turn")
+
+
+def stack(trees: Sequence[Any]) -> Any:
+  """Pytrees of equal structure -> one pytree with a leading seed axis."""
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def unstack(tree: Any, index: int) -> Any:
+  """Seed `index` of a stacked pytree."""
+  return jax.tree.map(lambda x: x[index], tree)
+
+
+def _state_axes() -> TrainState:
+  """vmap axes of a stacked state: everything on the seed axis but the shared teacher
+  and the step count (equal for every seed; a scalar, as fit and checkpoints expect)."""
+  return TrainState(step=None, params=SEED_AXIS, batch_stats=SEED_AXIS,
+                    opt_state=SEED_AXIS, teacher=None)
+
+
+def jit_seed_step(step: Callable, mesh: Mesh) -> Callable:
+  """The student step vmapped over seeds and jitted: state and keys replicated, batch
+  [S, B, ...] with B over `data`."""
+  axes = _state_axes()
+  vmapped = jax.vmap(step, in_axes=(axes, SEED_AXIS, SEED_AXIS), out_axes=(axes, SEED_AXIS))
+  replicated = sharding.replicated(mesh)
+  return jax.jit(vmapped,
+                 in_shardings=(replicated, sharding.batch_sharding(mesh, 1), replicated),
+                 out_shardings=(replicated, replicated), donate_argnums=(0,))
+
+
+def jit_seed_eval_step(eval_step: Callable, mesh: Mesh) -> Callable:
+  """Evaluation of every seed's variables on one (unstacked) batch: sums [S, C]."""
+  vmapped = jax.vmap(eval_step, in_axes=(SEED_AXIS, None))
+  return jax.jit(vmapped, in_shardings=(sharding.replicated(mesh), sharding.data_sharding(mesh)),
+                 out_shardings=sharding.replicated(mesh))
+
+
+class StackedLoader:
+  """Batches [S, B, ...]: batch s of each step is seed s's own loader's batch."""
+
+  def __init__(self, loaders: Sequence[loader_lib.DatasetLoader], mesh: Mesh):
+    if len({l.steps_per_epoch for l in loaders}) != 1:
+      raise ValueError("parallel seeds: the seeds' loaders differ in steps per epoch")
+    self.loaders = list(loaders)
+    self.mesh = mesh
+    self.global_batch = loaders[0].global_batch
+    self.steps_per_epoch = loaders[0].steps_per_epoch
+
+  def host_epoch(self, epoch: int, start_step: int = 0) -> Iterator[dict]:
+    streams = [l.host_epoch(epoch, start_step) for l in self.loaders]
+    for batches in zip(*streams):
+      yield {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+
+  def epoch(self, epoch: int, start_step: int = 0) -> Iterator[dict]:
+    return loader_lib.prefetch_to_mesh(self.host_epoch(epoch, start_step), self.mesh,
+                                       batch_axis=1, global_batch=self.global_batch)
+
+
+def evaluate_seeds(eval_step: Callable, variables: Any, ds, split: str,
+                   mesh: Mesh) -> list[dict]:
+  """One accuracy summary (metrics.summarize) per seed of stacked `variables`."""
+  correct = total = 0.0
+  size = loop.eval_batch_size(mesh)
+  for batch in loader_lib.dataset_eval_batches(ds, split, size, mesh):
+    c, t = eval_step(variables, batch)
+    correct, total = correct + c, total + t  # summed on device, fetched once
+  correct, total = jax.device_get((correct, total))
+  return [metrics_lib.summarize(c, t, ds.train_counts) for c, t in zip(correct, total)]
+
+
+def mean_summary(summaries: Sequence[dict], seeds: Sequence[int]) -> dict:
+  """Seed-mean of each scalar (what the group logs and ranks checkpoints by), plus
+  each seed's balanced accuracy."""
+  scalars = [k for k, v in summaries[0].items() if isinstance(v, (int, float))]
+  out = {k: float(np.mean([s[k] for s in summaries])) for k in scalars}
+  out.update({f"balanced_seed{seed}": s["balanced"] for seed, s in zip(seeds, summaries)})
+  return out
+
+
+def train_students_parallel(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh: Mesh,
+                            teacher: loop.Teacher | None, run_dirs: Sequence[str],
+                            group_dir: str) -> list[dict]:
+  """Trains the students of `cfgs` (one run, several seeds) as one vmapped program.
+
+  Args:
+    cfgs: configs equal but for `seed` (see `check_group`).
+    ds, mesh, teacher: as for `loop.train_student`.
+    run_dirs: each seed's run folder; config.json and final.json are written there
+      at the end, as a solo run would.
+    group_dir: the group's own run folder (checkpoints, metrics.jsonl); the same
+      command resumes it after an interruption.
+
+  Returns:
+    Each seed's final test summary, in the order of `cfgs`.
+
+  Raises:
+    ValueError: the configs are not one run's seeds, or run_dirs does not match.
+    loop.NonFiniteLossError: any seed's loss became NaN/Inf (the group stops).
+  """
+  check_group(cfgs)
+  if len(run_dirs) != len(cfgs):
+    raise ValueError(f"parallel seeds: {len(cfgs)} configs but {len(run_dirs)} run folders")
+  setups = [loop.student_setup(c, ds, mesh, teacher) for c in cfgs]
+  for s in setups[1:]:  # the vmapped step closes over the first seed's objective
+    for key, value in s.method_kwargs.items():
+      if not np.array_equal(np.asarray(value), np.asarray(setups[0].method_kwargs[key])):
+        raise ValueError(f"parallel seeds: the objective's {key} differs between seeds")
+  first = setups[0]
+  seeds = [c.seed for c in cfgs]
+  teacher_variables = (jax.tree.map(jnp.copy, first.teacher_variables)
+                       if first.teacher_variables is not None else None)
+  state = stack([s.state for s in setups]).replace(step=first.state.step,
+                                                   teacher=teacher_variables)
+  state = sharding.replicate(state, mesh)
+  rngs = sharding.replicate(jnp.stack([s.rng for s in setups]), mesh)
+  step_fn = jit_seed_step(first.step, mesh)
+  eval_step = jit_seed_eval_step(first.eval_step, mesh)
+
+  def eval_fn(s: TrainState, split: str) -> dict:
+    return mean_summary(evaluate_seeds(eval_step, s.model_variables(), ds, split, mesh),
+                        seeds)
+
+  group_json = {**loop.role_json(cfgs[0], "student"), "seed": None, "seeds": seeds}
+  loop.check_run_dir(group_dir, group_json)
+  scfg = cfgs[0].student
+  state = loop.fit(run_dir=group_dir, cfg=cfgs[0], role_cfg=scfg, state=state,
+                   step_fn=step_fn, eval_fn=eval_fn,
+                   loader=StackedLoader([s.loader for s in setups], mesh), rng=rngs,
+                   desc=f"student {scfg.model} {scfg.method} x{len(seeds)} seeds",
+                   select_split=loop.select_split(ds))
+  tests = evaluate_seeds(eval_step, state.model_variables(), ds, "test", mesh)
+  vals = (evaluate_seeds(eval_step, state.model_variables(), ds, "val", mesh)
+          if loop.has_val(ds) else [None] * len(seeds))
+  for cfg, run_dir, test, val in zip(cfgs, run_dirs, tests, vals):
+    loop.check_run_dir(run_dir, loop.role_json(cfg, "student"))
+    loop.write_json_atomic(
+        os.path.join(run_dir, "final.json"),
+        {"method": scfg.method, "model": scfg.model, "test": test, "val": val,
+         "trained_in": os.path.abspath(group_dir)})
+  return tests

@@ -558,11 +558,18 @@ class StudentSetup:
   method_kwargs: dict
 
 
-def student_setup(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
-                  teacher: Teacher | None) -> StudentSetup:
-  """Builds the student run of `cfg.student` (shared by solo and parallel-seed runs)."""
+def student_setup(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, teacher: Teacher | None,
+                  method_kwargs: dict | None = None) -> StudentSetup:
+  """Builds the student run of `cfg.student` (shared by solo and parallel-seed runs).
+
+  Args:
+    cfg, ds, mesh, teacher: the run.
+    method_kwargs: the objective's hyperparameters if already computed (seeds of one
+      run share them: the teacher's class means take a pass over the training set).
+  """
   scfg = cfg.student
-  method_kwargs = _objective_kwargs(cfg, teacher, ds, mesh)
+  if method_kwargs is None:
+    method_kwargs = _objective_kwargs(cfg, teacher, ds, mesh)
   objective = registry.student_objective(scfg.method, ds.train_counts, **method_kwargs)
   if objective.needs_teacher and teacher is None:
     raise ValueError(f"student.method={scfg.method!r} needs a teacher")

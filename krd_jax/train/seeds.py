@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any, Callable, Iterator, Sequence
 
@@ -36,6 +37,8 @@ from krd_jax.train import metrics as metrics_lib
 from krd_jax.train.state import TrainState
 
 SEED_AXIS = 0
+
+log = logging.getLogger(__name__)
 
 
 def supports_parallel_seeds(cfg: ml_collections.ConfigDict) -> bool:
@@ -89,7 +92,7 @@ def _state_axes() -> TrainState:
                     opt_state=SEED_AXIS, teacher=None)
 
 
-def jit_seed_step(step: Callable, mesh: Mesh) -> Callable:
+def jit_seed_step(step: Callable, mesh: Mesh, donate: bool = True) -> Callable:
   """The student step vmapped over seeds and jitted: state and keys replicated, batch
   [S, B, ...] with B over `data`."""
   axes = _state_axes()
@@ -97,7 +100,8 @@ def jit_seed_step(step: Callable, mesh: Mesh) -> Callable:
   replicated = sharding.replicated(mesh)
   return jax.jit(vmapped,
                  in_shardings=(replicated, sharding.batch_sharding(mesh, 1), replicated),
-                 out_shardings=(replicated, replicated), donate_argnums=(0,))
+                 out_shardings=(replicated, replicated),
+                 donate_argnums=(0,) if donate else ())
 
 
 def jit_seed_eval_step(eval_step: Callable, mesh: Mesh) -> Callable:
@@ -172,12 +176,16 @@ def train_students_parallel(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh:
   check_group(cfgs)
   if len(run_dirs) != len(cfgs):
     raise ValueError(f"parallel seeds: {len(cfgs)} configs but {len(run_dirs)} run folders")
-  setups = [loop.student_setup(c, ds, mesh, teacher) for c in cfgs]
-  for s in setups[1:]:  # the vmapped step closes over the first seed's objective
-    for key, value in s.method_kwargs.items():
-      if not np.array_equal(np.asarray(value), np.asarray(setups[0].method_kwargs[key])):
-        raise ValueError(f"parallel seeds: the objective's {key} differs between seeds")
-  first = setups[0]
+  if jax.default_backend() == "cpu" and cfgs[0].student.model != "mlp":
+    log.warning("parallel seeds of a convolutional student on CPU: XLA:CPU runs the "
+                "seed-batched convolutions as grouped ones: 0.53x the speed of the seeds "
+                "in turn for ResNet-8 (benchmarks/RESULTS.md); on CPU prefer "
+                "--parallel-seeds 1")
+  first = loop.student_setup(cfgs[0], ds, mesh, teacher)
+  # One objective for every seed (check_group refused seed-dependent ones): the ETF
+  # anchors and the teacher's class means are computed once.
+  setups = [first] + [loop.student_setup(c, ds, mesh, teacher, first.method_kwargs)
+                      for c in cfgs[1:]]
   seeds = [c.seed for c in cfgs]
   teacher_variables = (jax.tree.map(jnp.copy, first.teacher_variables)
                        if first.teacher_variables is not None else None)
@@ -192,6 +200,10 @@ def train_students_parallel(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh:
     return mean_summary(evaluate_seeds(eval_step, s.model_variables(), ds, split, mesh),
                         seeds)
 
+  # Only now is anything written: every check above runs first. A seed folder that
+  # holds a run of another configuration is refused before any training.
+  for cfg, run_dir in zip(cfgs, run_dirs):
+    loop.check_run_dir(run_dir, loop.role_json(cfg, "student"))
   group_json = {**loop.role_json(cfgs[0], "student"), "seed": None, "seeds": seeds}
   loop.check_run_dir(group_dir, group_json)
   scfg = cfgs[0].student
@@ -203,8 +215,7 @@ def train_students_parallel(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh:
   tests = evaluate_seeds(eval_step, state.model_variables(), ds, "test", mesh)
   vals = (evaluate_seeds(eval_step, state.model_variables(), ds, "val", mesh)
           if loop.has_val(ds) else [None] * len(seeds))
-  for cfg, run_dir, test, val in zip(cfgs, run_dirs, tests, vals):
-    loop.check_run_dir(run_dir, loop.role_json(cfg, "student"))
+  for run_dir, test, val in zip(run_dirs, tests, vals):
     loop.write_json_atomic(
         os.path.join(run_dir, "final.json"),
         {"method": scfg.method, "model": scfg.model, "test": test, "val": val,

@@ -4,11 +4,12 @@ Each process has 2 CPU devices, so the job's `data` mesh has 4, as the one-proce
 run here (conftest gives it 4 fake devices). The two-process job goes through the
 CLI (`python -m krd_jax student` with cfg.distributed set), trains a teacher and a
 KRDistill student, checkpointing collectively; the result must equal the one-process
-run on the same global batches.
+run on the same global batches, also after resuming from a collective checkpoint.
 """
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -132,6 +133,19 @@ def test_two_processes_equal_one_process(tmp_path):
       [(m["step"], m["kind"]) for m in lines_one]
   for m2, m1 in zip(lines_two, lines_one):
     np.testing.assert_allclose(m2.get("loss", 0.0), m1.get("loss", 0.0), rtol=1e-4)
+
+  # Interrupted after the epoch-1 checkpoint: both processes restore it collectively
+  # (checksums over arrays no process holds whole) and finish as before.
+  shutil.rmtree(step_two)
+  os.remove(two / "students" / "krd" / "final.json")
+  _launch_two_processes(two, cache)
+  resumed = _latest_step_dir(str(two / "students" / "krd"))
+  assert os.path.basename(resumed) == "8"
+  # It resumed at step 4 (a fresh start would have logged steps 2 and 4 again).
+  train_steps = [m["step"] for m in logged(two) if m["kind"] == "train"]
+  assert train_steps == [2, 4, 6, 8, 6, 8]
+  _assert_trees_close(_restore_raw(os.path.join(resumed, "state")),
+                      _restore_raw(os.path.join(step_one, "state")))
 
 
 @pytest.mark.parametrize("environ, expected", [

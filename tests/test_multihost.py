@@ -9,10 +9,13 @@ run on the same global batches, also after resuming from a collective checkpoint
 
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -50,19 +53,24 @@ def _config(workdir, cache_dir):
   return cfg.lock()
 
 
-def _launch_two_processes(workdir, cache_dir):
+def _start_two_processes(workdir, cache_dir, overrides=None):
   port = _free_port()
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3",
          "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
   procs = []
   for pid in range(2):
     cmd = [sys.executable, "-m", "krd_jax", "student",
-           *[f"--config.{k}={v}" for k, v in OVERRIDES.items()],
+           *[f"--config.{k}={v}" for k, v in {**OVERRIDES, **(overrides or {})}.items()],
            f"--config.workdir={workdir}", f"--config.data.cache_dir={cache_dir}",
            f"--config.distributed.coordinator_address=127.0.0.1:{port}",
            "--config.distributed.num_processes=2", f"--config.distributed.process_id={pid}"]
     procs.append(subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True))
+  return procs
+
+
+def _launch_two_processes(workdir, cache_dir, overrides=None, expect=0):
+  procs = _start_two_processes(workdir, cache_dir, overrides)
   outputs = []
   for proc in procs:
     try:
@@ -73,7 +81,7 @@ def _launch_two_processes(workdir, cache_dir):
       raise
     outputs.append((proc.returncode, out, err))
   for pid, (code, out, err) in enumerate(outputs):
-    assert code == 0, f"process {pid} exited {code}:\n{err[-3000:]}"
+    assert code == expect, f"process {pid} exited {code}:\n{err[-3000:]}"
   return outputs
 
 
@@ -146,6 +154,27 @@ def test_two_processes_equal_one_process(tmp_path):
   assert train_steps == [2, 4, 6, 8, 6, 8]
   _assert_trees_close(_restore_raw(os.path.join(resumed, "state")),
                       _restore_raw(os.path.join(step_one, "state")))
+
+
+def test_sigterm_to_one_process_stops_both_at_one_step(tmp_path):
+  """A preemption notice reaching one process: both checkpoint the same step and exit
+  143 (neither waits for the other in a collective), and the job resumes from it."""
+  longer = {"student.epochs": 60, "teacher.epochs": 1, "checkpoint_every_epochs": 100,
+            "eval_every_epochs": 100}
+  log = tmp_path / "students" / "krd" / "metrics.jsonl"
+  procs = _start_two_processes(tmp_path, tmp_path / "cache", longer)
+  deadline = time.time() + 240
+  while not (log.exists() and len(log.read_text().splitlines()) >= 3):
+    assert time.time() < deadline and all(p.poll() is None for p in procs)
+    time.sleep(0.2)
+  procs[1].send_signal(signal.SIGTERM)
+  errors = [p.communicate(timeout=120)[1] for p in procs]
+  assert [p.returncode for p in procs] == [143, 143], errors
+  stopped = [re.search(r"stopped by SIGTERM at step (\d+)/240", e).group(1) for e in errors]
+  assert stopped[0] == stopped[1] and 0 < int(stopped[0]) < 240
+  assert os.path.basename(_latest_step_dir(str(tmp_path / "students" / "krd"))) == stopped[0]
+  _launch_two_processes(tmp_path, tmp_path / "cache", longer)
+  assert os.path.basename(_latest_step_dir(str(tmp_path / "students" / "krd"))) == "240"
 
 
 @pytest.mark.parametrize("environ, expected", [

@@ -317,7 +317,7 @@ def fit(*, run_dir: str, cfg: ml_collections.ConfigDict, role_cfg: ml_collection
   try:
     for epoch in range(step // spe, role_cfg.epochs):
       for batch in loader.epoch(epoch, start_step=step - epoch * spe):
-        if _Preemption.requested:
+        if _preemption_agreed(step, cfg.log_every_steps):
           stop_for_preemption()
         if faults.point("step") == "nan":
           state = _poison(state)
@@ -343,6 +343,26 @@ def fit(*, run_dir: str, cfg: ml_collections.ConfigDict, role_cfg: ml_collection
     run_log.close()
     checkpoints.close()
   return state
+
+
+def _preemption_agreed(step: int, every: int) -> bool:
+  """Whether to stop for a SIGTERM before step `step`.
+
+  One process: as soon as it arrived. Several: every process must stop at the same
+  step (one that stopped alone would leave the others waiting in the next
+  collective). `jax.distributed.initialize` installs JAX's own SIGTERM notifier,
+  which agrees on a step with the other processes in the background; a signal our
+  handler took instead (installed after the runtime started) is shared through a
+  small all-gather every `every` steps.
+  """
+  if not distributed.is_multiprocess():
+    return _Preemption.requested
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  if multihost_utils.reached_preemption_sync_point(step):
+    return True
+  if step % every:
+    return False
+  return bool(np.max(multihost_utils.process_allgather(np.int32(_Preemption.requested))))
 
 
 def _metrics_from_json(metrics: dict) -> dict:

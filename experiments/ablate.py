@@ -19,8 +19,9 @@ again skips finished runs and resumes an interrupted one from its last checkpoin
 
 --parallel-seeds N trains up to N seeds of a cell x method as one vmapped program
 (krd_jax.train.seeds: each seed keeps its own initialisation, data order and
-augmentation; results equal the seeds trained in turn to float32 rounding). Small
-models then use an accelerator far better; see benchmarks/RESULTS.md.
+augmentation; results equal the seeds trained in turn to float32 rounding), so small
+models use an accelerator far better. Convolutional students on CPU still run their
+seeds in turn, which is faster there. See benchmarks/RESULTS.md.
 
 Layout of the workdir:
   teachers/<key>/                      one teacher per (data, teacher) configuration
@@ -318,11 +319,13 @@ def execute(run: Run, res: _Resources) -> tuple[str, dict | None]:
 
 def parallel_groups(runs_: Sequence[Run], size: int) -> list[list[Run]]:
   """The unfinished runs of one cell, as groups of up to `size` seeds of one method
-  that can train as one vmapped program (single runs are left to `execute`)."""
+  that can train as one vmapped program and are expected to gain from it (the rest,
+  and single runs, are left to `execute`)."""
   from krd_jax.train import seeds as seeds_lib
   by_method: dict[str, list[Run]] = {}
   for run in runs_:
-    if not os.path.exists(_final_path(run)) and seeds_lib.supports_parallel_seeds(run.cfg):
+    if (not os.path.exists(_final_path(run)) and seeds_lib.supports_parallel_seeds(run.cfg)
+        and seeds_lib.pays_off(run.cfg)):
       by_method.setdefault(run.method, []).append(run)
   groups = []
   for members in by_method.values():
@@ -542,6 +545,10 @@ def run_sweep(base: ml_collections.ConfigDict, grid: Grid | str, methods: Sequen
   by_cell = itertools.groupby(all_runs, key=lambda r: r.cell)
   bar = tqdm(by_cell, total=len(cells(grid)), desc="cells", unit="cell",
              disable=not base.progress, dynamic_ncols=True)
+  from krd_jax.train import seeds as seeds_lib
+  if parallel_seeds > 1 and any(not seeds_lib.pays_off(r.cfg) for r in all_runs):
+    tqdm.write("--parallel-seeds: convolutional students on CPU run their seeds in turn "
+               "(vmapped, XLA:CPU runs their convolutions 2x slower; benchmarks/RESULTS.md)")
   for _, cell_runs in bar:
     cell_runs = list(cell_runs)
     grouped: dict[str, tuple[str, dict | None]] = {}  # trained now, seeds in parallel

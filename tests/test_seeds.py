@@ -111,3 +111,16 @@ def test_bad_groups_are_refused(tmp_path, trained_teacher):
   refused([_with_seed(randomized.lock(), s) for s in (0, 1)], "anchor='random'")
   refused(ok, "2 configs but 1 run folders", run_dirs=[str(tmp_path / "x")])
   refused([], "no runs")
+
+
+def test_sweeps_keep_convolutional_seeds_in_turn_on_cpu(tmp_path):
+  """Measured on CPU: vmapped convolutions are slower than the seeds in turn."""
+  from experiments import ablate
+  cfg = _config(tmp_path, model="small_cnn")
+  assert jax.default_backend() == "cpu" and not seeds_lib.pays_off(cfg)
+  assert seeds_lib.pays_off(_config(tmp_path, model="mlp"))
+  runs_ = ablate.plan(cfg, [], ["krd"], [0, 1, 2], str(tmp_path / "w"))
+  assert ablate.parallel_groups(runs_, 2) == []
+  mlp_runs = ablate.plan(_config(tmp_path, model="mlp"), [], ["krd"], [0, 1, 2],
+                         str(tmp_path / "w"))
+  assert [[r.seed for r in g] for g in ablate.parallel_groups(mlp_runs, 2)] == [[0, 1]]

@@ -5,7 +5,8 @@ data order and augmentation key. The states are stacked on a leading seed axis a
 the student step is `jax.vmap`ped over it (the teacher is shared, not stacked), so
 one jitted step trains every seed; batches are [S, B, ...] with B sharded over the
 `data` mesh axis. Small models leave an accelerator mostly idle at one seed per
-program; stacking fills it.
+program; stacking fills it. Not on CPU with convolutional students (`pays_off`):
+there the seeds are faster in turn.
 
 The group checkpoints, resumes and logs (means over seeds) as one run in its own
 folder; at the end each seed's run folder gets the config.json and final.json a solo
@@ -20,7 +21,6 @@ Example:
 from __future__ import annotations
 
 import json
-import logging
 import os
 from typing import Any, Callable, Iterator, Sequence
 
@@ -37,8 +37,6 @@ from krd_jax.train import metrics as metrics_lib
 from krd_jax.train.state import TrainState
 
 SEED_AXIS = 0
-
-log = logging.getLogger(__name__)
 
 
 def supports_parallel_seeds(cfg: ml_collections.ConfigDict) -> bool:
@@ -90,6 +88,14 @@ def _state_axes() -> TrainState:
   and the step count (equal for every seed; a scalar, as fit and checkpoints expect)."""
   return TrainState(step=None, params=SEED_AXIS, batch_stats=SEED_AXIS,
                     opt_state=SEED_AXIS, teacher=None)
+
+
+def pays_off(cfg: ml_collections.ConfigDict) -> bool:
+  """Whether vmapping this run's seeds is expected to be faster than running them in
+  turn: not for convolutional students on CPU, where XLA:CPU runs seed-batched
+  convolutions as grouped ones (ResNet-8 on 2 cores: 0.53x the speed of the seeds in
+  turn; seed after seed inside one program, `lax.map`, 0.69x: benchmarks/RESULTS.md)."""
+  return not (jax.default_backend() == "cpu" and cfg.student.model != "mlp")
 
 
 def jit_seed_step(step: Callable, mesh: Mesh, donate: bool = True) -> Callable:
@@ -176,11 +182,6 @@ def train_students_parallel(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh:
   check_group(cfgs)
   if len(run_dirs) != len(cfgs):
     raise ValueError(f"parallel seeds: {len(cfgs)} configs but {len(run_dirs)} run folders")
-  if jax.default_backend() == "cpu" and cfgs[0].student.model != "mlp":
-    log.warning("parallel seeds of a convolutional student on CPU: XLA:CPU runs the "
-                "seed-batched convolutions as grouped ones: 0.53x the speed of the seeds "
-                "in turn for ResNet-8 (benchmarks/RESULTS.md); on CPU prefer "
-                "--parallel-seeds 1")
   first = loop.student_setup(cfgs[0], ds, mesh, teacher)
   # One objective for every seed (check_group refused seed-dependent ones): the ETF
   # anchors and the teacher's class means are computed once.

@@ -45,6 +45,7 @@ import itertools
 import json
 import math
 import os
+import re
 import sys
 from typing import Any, Sequence
 
@@ -639,7 +640,9 @@ def main() -> None:
   flags.DEFINE_string("workdir", "", "teachers and runs (default: <config workdir>_ablate)")
   flags.DEFINE_string("out", "", "reports folder (default: the workdir)")
   flags.DEFINE_integer("parallel_seeds", 1, "train up to this many seeds of a cell and "
-                       "method as one vmapped program (1: in turn)")
+                       "method as one vmapped program (1: in turn); also --parallel-seeds")
+  # absl names flags with underscores; accept the dashed spelling the docs use.
+  sys.argv = [re.sub(r"^--parallel-seeds\b", "--parallel_seeds", a) for a in sys.argv]
   app.run(_main)
 
 

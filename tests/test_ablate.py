@@ -90,6 +90,17 @@ def test_cli_refuses_a_typo_with_the_valid_keys(tmp_path):
   assert not workdir.exists()
 
 
+def test_cli_takes_the_dashed_parallel_seeds_flag(tmp_path):
+  workdir = tmp_path / "sweep"
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO, "experiments", "ablate.py"),
+       "--parallel-seeds", "0", f"--workdir={workdir}"],
+      capture_output=True, text=True, timeout=120, cwd=REPO)
+  assert proc.returncode != 0
+  assert "--parallel-seeds=0; allowed: 1 or more" in proc.stderr
+  assert not workdir.exists()
+
+
 def test_sweep_shares_the_teacher_writes_reports_and_resumes(tmp_path):
   workdir, out = str(tmp_path / "sweep"), str(tmp_path / "reports")
   args = (_base(), "methods.krd.lam=0,0.5", ["krd", "kd"], [0, 1], workdir, out)

@@ -21,7 +21,6 @@ import jax
 import jax.numpy as jnp
 
 from krd_jax.models import layers
-from krd_jax.models.cifar_resnet import BasicBlock
 
 Dtype = layers.Dtype
 ModuleDef = layers.ModuleDef
@@ -65,7 +64,7 @@ class ImageNetResNet(nn.Module):
 
   Attributes:
     stage_sizes: blocks per stage, e.g. (2, 2, 2, 2) for ResNet-18.
-    block: `BasicBlock` or `Bottleneck`.
+    block: `cifar_resnet.BasicBlock` or `Bottleneck`.
     num_classes: number of logits.
     dtype: computation dtype (parameters stay float32).
   """

@@ -10,6 +10,9 @@ The config defaults to experiments/configs/digits_lt.py (the embedded default);
 override any field with --config.a.b=value. Unknown keys, wrong types and values out
 of range are refused before anything runs.
 
+Several processes (TPU pod workers, SLURM tasks) run the same command and train as
+one job: see --config.distributed.* (krd_jax/distributed.py) and the README.
+
 Exit status:
   0    done
   2    bad input (config or data): one line naming the key and the allowed values;

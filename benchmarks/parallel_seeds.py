@@ -78,19 +78,14 @@ def _block(fn, steps: int) -> float:
 
 def steady(cfgs, ds, mesh, teacher, blocks: int, steps: int) -> dict:
   """Median seconds per training step of all seeds: vmapped vs solo steps in turn."""
-  first = loop.student_setup(cfgs[0], ds, mesh, teacher)
-  setups = [first] + [loop.student_setup(c, ds, mesh, teacher, first.method_kwargs)
-                      for c in cfgs[1:]]
+  setups = seeds_lib.seed_setups(cfgs, ds, mesh, teacher)
   tv = sharding.replicate(setups[0].teacher_variables, mesh) \
       if setups[0].teacher_variables is not None else None
   solo_states = [sharding.replicate(s.state.replace(teacher=tv), mesh) for s in setups]
   solo_step = steps_lib.jit_train_step(setups[0].step, mesh, donate=False)
   host = next(iter(setups[0].loader.host_epoch(0)))
   batch = sharding.shard_batch(host, mesh)
-  stacked = seeds_lib.stack([s.state for s in setups]).replace(
-      step=setups[0].state.step, teacher=tv)
-  stacked = sharding.replicate(stacked, mesh)
-  rngs = sharding.replicate(jnp.stack([s.rng for s in setups]), mesh)
+  stacked, rngs = seeds_lib.stacked_state(setups, tv, mesh)
   par_step = seeds_lib.jit_seed_step(setups[0].step, mesh, donate=False)
   stacked_batch = sharding.shard_batch({k: jnp.stack([v] * len(cfgs)) for k, v in host.items()},
                                        mesh, batch_axis=1)

@@ -65,8 +65,6 @@ METRICS = ("overall", "balanced", "many", "medium", "few", "head", "middle", "ta
 # Swept through their own flags (--seeds, --methods, --workdir), never through the grid.
 _RESERVED_KEYS = {"seed": "--seeds", "student.method": "--methods",
                   "workdir": "--workdir", "teacher.checkpoint": "--config.teacher.checkpoint"}
-# Student methods that never read a teacher (runs.student makes the same distinction).
-_TEACHER_FREE = ("ce", "logit_adjusted", "balanced_softmax")
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 Grid = list[tuple[str, list[Any]]]
@@ -173,10 +171,8 @@ def teacher_key(cfg: ml_collections.ConfigDict, teacher_seed: int) -> str:
 
 
 def needs_teacher(cfg: ml_collections.ConfigDict) -> bool:
-  m = cfg.student.method
-  if m == "krd":
-    return cfg.methods.krd.use_rrd or cfg.methods.krd.use_lrd
-  return m not in _TEACHER_FREE
+  from krd_jax import validate
+  return validate.needs_teacher(cfg, cfg.student.method)
 
 
 def run_key(cfg: ml_collections.ConfigDict, teacher_seed: int) -> str:

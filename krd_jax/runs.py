@@ -8,6 +8,7 @@ trace.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -34,13 +35,14 @@ def load_data(cfg: ml_collections.ConfigDict):
   """
   d = cfg.data
   try:
+    load = functools.partial(
+        load_dataset, d.name, imbalance=d.imbalance, profile=d.profile, seed=d.seed,
+        val_per_class=d.val_per_class, data_dir=d.data_dir or None,
+        split_list_dir=d.split_list_dir or None, cache_dir=d.cache_dir or None,
+        n_max=d.n_max or None, image_size=d.image_size or None,
+        streaming=True if d.streaming else None)
     # Process 0 prepares and caches the data first; the others then read its cache.
-    return distributed.primary_first(f"load {d.name}", lambda: load_dataset(d.name, imbalance=d.imbalance, profile=d.profile, seed=d.seed,
-                        val_per_class=d.val_per_class, data_dir=d.data_dir or None,
-                        split_list_dir=d.split_list_dir or None,
-                        cache_dir=d.cache_dir or None, n_max=d.n_max or None,
-                        image_size=d.image_size or None,
-                        streaming=True if d.streaming else None))
+    return distributed.primary_first(f"load {d.name}", load)
   except validate.InputError:
     raise
   except Exception as error:  # pylint: disable=broad-except

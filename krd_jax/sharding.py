@@ -37,7 +37,7 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
 
 def data_sharding(mesh: Mesh) -> NamedSharding:
   """Leading (batch) axis split over `data`, other axes whole."""
-  return NamedSharding(mesh, P(DATA_AXIS))
+  return batch_sharding(mesh, 0)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -123,6 +123,18 @@ def _as_numpy(ds) -> Iterator[Batch]:
   return iter(tfds.as_numpy(ds))
 
 
+def _local_size(global_batch: int, rows: slice | None) -> int:
+  """Examples per batch this process yields: its rows, or the whole batch."""
+  return global_batch if rows is None else rows.stop - rows.start
+
+
+def _slice_rows(batched_ds, rows: slice):
+  """Keeps `rows` of every batch of a batched tf.data dataset (any structure)."""
+  tf = _tf()
+  return batched_ds.map(
+      lambda *b: tf.nest.map_structure(lambda t: t[rows.start:rows.stop], b))
+
+
 def _rows_of_batches(ds, batch: int, rows: slice | None):
   """Encoded examples -> this process's rows of every full global batch, unbatched.
 
@@ -130,9 +142,7 @@ def _rows_of_batches(ds, batch: int, rows: slice | None):
   """
   if rows is None:
     return ds
-  ds = ds.batch(batch, drop_remainder=True)
-  ds = ds.map(lambda *b: _tf().nest.map_structure(lambda t: t[rows.start:rows.stop], b))
-  return ds.unbatch()
+  return _slice_rows(ds.batch(batch, drop_remainder=True), rows).unbatch()
 
 
 def _eval_rows_stream(ds, batch: int, rows: slice, load, image_size: int) -> Iterator[Batch]:
@@ -143,8 +153,7 @@ def _eval_rows_stream(ds, batch: int, rows: slice, load, image_size: int) -> Ite
   (every process must join every evaluation step).
   """
   tf = _tf()
-  ds = ds.batch(batch)
-  ds = ds.map(lambda *b: tf.nest.map_structure(lambda t: t[rows.start:rows.stop], b))
+  ds = _slice_rows(ds.batch(batch), rows)
   signature = {"image": tf.TensorSpec([image_size, image_size, 3], tf.uint8),
                "label": tf.TensorSpec([], tf.int32)}
 
@@ -152,7 +161,7 @@ def _eval_rows_stream(ds, batch: int, rows: slice, load, image_size: int) -> Ite
     return tf.map_fn(lambda ex: load(*ex), b, fn_output_signature=signature)
 
   ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  size = rows.stop - rows.start
+  size = _local_size(batch, rows)
   return (pad_batch(b, size) for b in _as_numpy(ds.prefetch(tf.data.AUTOTUNE)))
 
 
@@ -200,8 +209,8 @@ def file_list_train_stream(
     return {"image": image, "label": label}
 
   ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  local = global_batch if rows is None else rows.stop - rows.start
-  ds = ds.batch(local, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  ds = ds.batch(_local_size(global_batch, rows), drop_remainder=True)
+  ds = ds.prefetch(tf.data.AUTOTUNE)
   return _as_numpy(ds)
 
 
@@ -258,8 +267,8 @@ def tfds_train_stream(builder: Any, split: str, global_batch: int, seed: int, ep
     return {"image": image, "label": tf.cast(ex["label"], tf.int32)}
 
   ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  local = global_batch if rows is None else rows.stop - rows.start
-  ds = ds.batch(local, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  ds = ds.batch(_local_size(global_batch, rows), drop_remainder=True)
+  ds = ds.prefetch(tf.data.AUTOTUNE)
   return _as_numpy(ds)
 
 

@@ -117,14 +117,21 @@ def make_preprocess(cfg: ml_collections.ConfigDict, ds) -> Callable:
                                    compute_dtype(cfg))
 
 
-def evaluate(eval_step: Callable, variables: Any, ds, split: str, mesh: Mesh) -> dict:
-  """Accuracy summary (metrics.summarize) of `variables` on `split` ("test" or "val")."""
+def split_sums(eval_step: Callable, variables: Any, ds, split: str,
+               mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:
+  """(correct, examples) per class of `variables` on `split`, as `eval_step` returns
+  them ([C], or [S, C] for a seed-stacked step), summed over the split."""
   correct = total = 0.0
   batches = loader_lib.dataset_eval_batches(ds, split, eval_batch_size(mesh), mesh)
   for batch_arrays in batches:
     c, t = eval_step(variables, batch_arrays)
     correct, total = correct + c, total + t  # summed on device, fetched once
-  correct, total = jax.device_get((correct, total))
+  return jax.device_get((correct, total))
+
+
+def evaluate(eval_step: Callable, variables: Any, ds, split: str, mesh: Mesh) -> dict:
+  """Accuracy summary (metrics.summarize) of `variables` on `split` ("test" or "val")."""
+  correct, total = split_sums(eval_step, variables, ds, split, mesh)
   return metrics_lib.summarize(correct, total, ds.train_counts)
 
 
@@ -555,7 +562,6 @@ class StudentSetup:
   """Everything a student run builds before its first step (nothing placed or written).
 
   Attributes:
-    model, teacher_model, projector, objective, tx: the run's modules and optimiser.
     loader: its training batches.
     state: the fresh state at step 0, on the host, without the teacher.
     teacher_variables: the teacher's variables if the objective reads a teacher.
@@ -564,11 +570,6 @@ class StudentSetup:
     eval_step: the unjitted evaluation step of the student model.
     method_kwargs: the objective's hyperparameters (ETF anchors included for krd).
   """
-  model: nn.Module
-  teacher_model: nn.Module | None
-  projector: nn.Module | None
-  objective: registry.StudentObjective
-  tx: Any
   loader: loader_lib.DatasetLoader
   state: TrainState
   teacher_variables: Any
@@ -611,8 +612,7 @@ def student_setup(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, teacher: Teach
   teacher_model = teacher.model if objective.needs_teacher else None
   preprocess = make_preprocess(cfg, ds)
   return StudentSetup(
-      model=model, teacher_model=teacher_model, projector=projector, objective=objective,
-      tx=tx, loader=loader,
+      loader=loader,
       state=create_state(params, variables["batch_stats"], tx),
       teacher_variables=teacher.variables if objective.needs_teacher else None,
       rng=rng_train,

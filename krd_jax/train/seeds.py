@@ -117,6 +117,25 @@ def jit_seed_eval_step(eval_step: Callable, mesh: Mesh) -> Callable:
                  out_shardings=sharding.replicated(mesh))
 
 
+def seed_setups(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh: Mesh,
+                teacher: loop.Teacher | None) -> list[loop.StudentSetup]:
+  """`loop.student_setup` of each seed, sharing one objective (check_group refused
+  seed-dependent ones): the ETF anchors and the teacher's class means are computed once."""
+  first = loop.student_setup(cfgs[0], ds, mesh, teacher)
+  return [first] + [loop.student_setup(c, ds, mesh, teacher, first.method_kwargs)
+                    for c in cfgs[1:]]
+
+
+def stacked_state(setups: Sequence[loop.StudentSetup], teacher_variables: Any,
+                  mesh: Mesh) -> tuple[TrainState, jax.Array]:
+  """The seeds' fresh states stacked (one step count, one shared teacher) and their
+  training keys [S, 2], replicated on the mesh."""
+  state = stack([s.state for s in setups]).replace(step=setups[0].state.step,
+                                                   teacher=teacher_variables)
+  return (sharding.replicate(state, mesh),
+          sharding.replicate(jnp.stack([s.rng for s in setups]), mesh))
+
+
 class StackedLoader:
   """Batches [S, B, ...]: batch s of each step is seed s's own loader's batch."""
 
@@ -141,12 +160,7 @@ class StackedLoader:
 def evaluate_seeds(eval_step: Callable, variables: Any, ds, split: str,
                    mesh: Mesh) -> list[dict]:
   """One accuracy summary (metrics.summarize) per seed of stacked `variables`."""
-  correct = total = 0.0
-  size = loop.eval_batch_size(mesh)
-  for batch in loader_lib.dataset_eval_batches(ds, split, size, mesh):
-    c, t = eval_step(variables, batch)
-    correct, total = correct + c, total + t  # summed on device, fetched once
-  correct, total = jax.device_get((correct, total))
+  correct, total = loop.split_sums(eval_step, variables, ds, split, mesh)
   return [metrics_lib.summarize(c, t, ds.train_counts) for c, t in zip(correct, total)]
 
 
@@ -182,18 +196,13 @@ def train_students_parallel(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh:
   check_group(cfgs)
   if len(run_dirs) != len(cfgs):
     raise ValueError(f"parallel seeds: {len(cfgs)} configs but {len(run_dirs)} run folders")
-  first = loop.student_setup(cfgs[0], ds, mesh, teacher)
-  # One objective for every seed (check_group refused seed-dependent ones): the ETF
-  # anchors and the teacher's class means are computed once.
-  setups = [first] + [loop.student_setup(c, ds, mesh, teacher, first.method_kwargs)
-                      for c in cfgs[1:]]
+  setups = seed_setups(cfgs, ds, mesh, teacher)
+  first = setups[0]
   seeds = [c.seed for c in cfgs]
+  # A private copy: the step donates its state, and the caller's teacher must survive.
   teacher_variables = (jax.tree.map(jnp.copy, first.teacher_variables)
                        if first.teacher_variables is not None else None)
-  state = stack([s.state for s in setups]).replace(step=first.state.step,
-                                                   teacher=teacher_variables)
-  state = sharding.replicate(state, mesh)
-  rngs = sharding.replicate(jnp.stack([s.rng for s in setups]), mesh)
+  state, rngs = stacked_state(setups, teacher_variables, mesh)
   step_fn = jit_seed_step(first.step, mesh)
   eval_step = jit_seed_eval_step(first.eval_step, mesh)
 

@@ -149,10 +149,10 @@ def teacher_config(args, loss: str):
 def train_teacher(args, ds, loss: str):
   """Trains (or loads) the teacher with `loss`; records it once."""
   from krd_jax import runs
-  from krd_jax.train import loop
+  from krd_jax.train import teacher as teacher_lib
   cfg = teacher_config(args, loss)
   start = time.time()
-  teacher = loop.ensure_teacher(cfg, ds, runs.make_mesh(cfg))
+  teacher = teacher_lib.ensure_teacher(cfg, ds, runs.make_mesh(cfg))
   label = f"teacher ({'CE' if loss == 'ce' else 'logit-adjusted CE'})"
   if label not in {r["label"] for r in _read(args.results)}:
     _append(args.results, {"label": label, "seed": 0, "test": teacher.summary,
@@ -167,7 +167,9 @@ def run_students(args, ds) -> None:
   """This worker's share of the queue (every N-th item), skipping finished runs."""
   import jax
   from krd_jax import runs
-  from krd_jax.train import loop
+  from krd_jax import validate
+  from krd_jax.train import student as student_lib
+  from krd_jax.train import teacher as teacher_lib
 
   worker, workers = (int(x) for x in args.worker.split("/"))
   start = time.time()
@@ -191,11 +193,12 @@ def run_students(args, ds) -> None:
     run_cfg.lock()
     t0 = time.time()
     run_dir = os.path.join(args.workdir, "students", f"{label}_s{seed}".replace(" ", "_"))
-    needs_teacher = method not in ("ce", "logit_adjusted")
+    needs_teacher = validate.needs_teacher(run_cfg, method)
     if dtype != "float32" and needs_teacher:  # the teacher computes in the run's dtype
-      teacher = loop.load_teacher(run_cfg, ds, runs.make_mesh(run_cfg), run_cfg.teacher.checkpoint)
-    loop.train_student(run_cfg, ds, runs.make_mesh(run_cfg),
-                       teacher if needs_teacher else None, run_dir)
+      teacher = teacher_lib.load_teacher(run_cfg, ds, runs.make_mesh(run_cfg),
+                                         run_cfg.teacher.checkpoint)
+    student_lib.train_student(run_cfg, ds, runs.make_mesh(run_cfg),
+                              teacher if needs_teacher else None, run_dir)
     with open(os.path.join(run_dir, "final.json")) as f:
       final = json.load(f)
     record = {"label": label, "seed": seed, "method": method, "overrides": overrides,

@@ -5,7 +5,7 @@ Two measurements per recipe, side by side in one process:
           against the solo step called once per seed, in alternating timed blocks
           after warm-up (compilation excluded);
   e2e     wall time of whole student runs as a sweep runs them: 4 x
-          loop.train_student against one seeds.train_students_parallel, each in a
+          student.train_student against one seeds.train_students_parallel, each in a
           fresh folder, compilation, evaluation and checkpoints included.
 The teacher is a randomly initialised one (its quality does not change the cost).
 
@@ -38,7 +38,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from krd_jax import runs, sharding  # noqa: E402
-from krd_jax.train import loop, seeds as seeds_lib, steps as steps_lib  # noqa: E402
+from krd_jax.train import seeds as seeds_lib  # noqa: E402
+from krd_jax.train import state as state_lib  # noqa: E402
+from krd_jax.train import steps as steps_lib  # noqa: E402
+from krd_jax.train import student as student_lib  # noqa: E402
+from krd_jax.train import teacher as teacher_lib  # noqa: E402
 
 RECIPES = {"digits": ("experiments/configs/digits_lt.py", ""),
            "cifar10_lt": ("experiments/configs/cifar10_lt.py", "offline")}
@@ -61,10 +65,10 @@ def with_seed(cfg: ml_collections.ConfigDict, seed: int) -> ml_collections.Confi
   return out.lock()
 
 
-def random_teacher(cfg, ds) -> loop.Teacher:
-  model = loop.build_model(cfg.teacher, ds.num_classes, loop.compute_dtype(cfg))
-  variables = loop.init_variables(model, ds.image_shape, jax.random.PRNGKey(123))
-  return loop.Teacher(model, variables, meta={}, summary={})
+def random_teacher(cfg, ds) -> teacher_lib.Teacher:
+  model = state_lib.build_model(cfg.teacher, ds.num_classes, state_lib.compute_dtype(cfg))
+  variables = state_lib.init_variables(model, ds.image_shape, jax.random.PRNGKey(123))
+  return teacher_lib.Teacher(model, variables, meta={}, summary={})
 
 
 def _block(fn, steps: int) -> float:
@@ -122,7 +126,7 @@ def end_to_end(cfgs, ds, mesh, teacher, root: str, repeats: int) -> dict:
   for r in range(repeats):
     def turn():
       for c in cfgs:
-        loop.train_student(c, ds, mesh, teacher, os.path.join(root, f"r{r}", f"s{c.seed}"))
+        student_lib.train_student(c, ds, mesh, teacher, os.path.join(root, f"r{r}", f"s{c.seed}"))
 
     def group():
       seeds_lib.train_students_parallel(

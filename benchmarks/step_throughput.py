@@ -33,7 +33,7 @@ import optax
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from krd_jax import models, priors, sharding  # noqa: E402
-from krd_jax.losses import registry  # noqa: E402
+from krd_jax import methods  # noqa: E402
 from krd_jax.train import steps as steps_lib  # noqa: E402
 from krd_jax.train.state import create_state  # noqa: E402
 
@@ -61,7 +61,7 @@ def jax_step(teacher_name: str, student_name: str, batch: int, dtype, method: st
     projector = nn.Dense(kwargs["anchors"].shape[0])
     params["projector"] = projector.init(
         jax.random.PRNGKey(2), jnp.zeros((1, models.feature_dim(student_name))))["params"]
-  objective = registry.student_objective(method, counts, **kwargs)
+  objective = methods.objective(method, counts, **kwargs)
   tx = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(0.05, momentum=0.9))
   state = create_state(params, s_vars["batch_stats"], tx,
                        teacher={"params": t_vars["params"], "batch_stats": t_vars["batch_stats"]})

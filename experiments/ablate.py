@@ -60,6 +60,10 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
+from krd_jax import config as config_lib  # noqa: E402
+from krd_jax import methods  # noqa: E402
+from krd_jax import validate  # noqa: E402
+
 # Accuracy columns of every table, in the order of metrics.format_table.
 METRICS = ("overall", "balanced", "many", "medium", "few", "head", "middle", "tail")
 # Swept through their own flags (--seeds, --methods, --workdir), never through the grid.
@@ -75,17 +79,10 @@ Grid = list[tuple[str, list[Any]]]
 
 def _field(cfg: ml_collections.ConfigDict, key: str) -> Any:
   """The current value of dotted `key`, or a ValueError naming the valid keys there."""
-  node, walked = cfg, []
-  for part in key.split("."):
-    if not isinstance(node, ml_collections.ConfigDict):
-      raise ValueError(f"grid key {key!r}: {'.'.join(walked)} is a value, not a section")
-    if part not in node:
-      where = ".".join(walked) or "the top level"
-      raise ValueError(f"grid key {key!r}: no field {part!r} in {where}; valid keys: "
-                       f"{', '.join(sorted(node.keys()))}")
-    node = node[part]
-    walked.append(part)
-  return node
+  try:
+    return config_lib.lookup(cfg, key)
+  except ValueError as error:
+    raise ValueError(f"grid key {key!r}: {error}") from None
 
 
 def _typed(text: str, current: Any, key: str) -> Any:
@@ -171,7 +168,6 @@ def teacher_key(cfg: ml_collections.ConfigDict, teacher_seed: int) -> str:
 
 
 def needs_teacher(cfg: ml_collections.ConfigDict) -> bool:
-  from krd_jax import validate
   return validate.needs_teacher(cfg, cfg.student.method)
 
 
@@ -202,17 +198,9 @@ class Run:
 
 
 def _preflight(cfg: ml_collections.ConfigDict) -> None:
-  """Builds the run's objective on a 2-class toy so a bad hyperparameter value (say
-  methods.krd.lam=2) fails now, not after hours of earlier cells."""
-  from krd_jax.losses import registry
-  kwargs = cfg.methods[cfg.student.method].to_dict()
-  if cfg.student.method == "krd":
-    anchor = kwargs.pop("anchor")
-    if anchor not in ("aligned", "random"):
-      raise ValueError(f"methods.krd.anchor={anchor!r}; allowed: aligned, random")
-    if kwargs["use_rrd"]:
-      kwargs.update(anchors=np.eye(2, dtype=np.float32), center=np.zeros(2, np.float32))
-  registry.student_objective(cfg.student.method, np.array([2, 1]), **kwargs)
+  """The run's method checks its hyper-parameters now, so a bad value (say
+  methods.krd.lam=2) fails before hours of earlier cells, not after."""
+  methods.get(cfg.student.method).check(cfg.methods[cfg.student.method].to_dict())
 
 
 def plan(base: ml_collections.ConfigDict, grid: Grid, methods: Sequence[str],
@@ -274,16 +262,16 @@ class _Resources:
   def teacher(self, run: Run, ds, mesh):
     """The run's teacher: loaded from its folder, or trained there first."""
     from krd_jax.train import checkpoints as ckpt_lib
-    from krd_jax.train import loop
+    from krd_jax.train import teacher as teacher_lib
     if self._teacher[0] != run.teacher_dir:
       if run.cfg.teacher.checkpoint or ckpt_lib.read_teacher_meta(run.teacher_dir):
-        t = loop.load_teacher(run.cfg, ds, mesh, run.teacher_dir)
+        t = teacher_lib.load_teacher(run.cfg, ds, mesh, run.teacher_dir)
       else:
         # Every teacher trains with the base seed: its folder (and so its config.json)
         # must not depend on which student seed happened to ask first.
         tcfg = ml_collections.ConfigDict(run.cfg.to_dict()).lock()
         tcfg.seed = self.base_seed
-        t = loop.train_teacher(tcfg, ds, mesh, run.teacher_dir)
+        t = teacher_lib.train_teacher(tcfg, ds, mesh, run.teacher_dir)
         self.teachers_trained += 1
       self._teacher = (run.teacher_dir, t)
     return self._teacher[1]
@@ -301,6 +289,7 @@ def execute(run: Run, res: _Resources) -> tuple[str, dict | None]:
   """
   from krd_jax import runs
   from krd_jax.train import loop
+  from krd_jax.train import student as student_lib
   if os.path.exists(_final_path(run)):
     with open(_final_path(run)) as f:
       return "reused", json.load(f)["test"]
@@ -308,7 +297,7 @@ def execute(run: Run, res: _Resources) -> tuple[str, dict | None]:
   mesh = runs.make_mesh(run.cfg)
   teacher = res.teacher(run, ds, mesh) if run.teacher_dir else None
   try:
-    return "trained", loop.train_student(run.cfg, ds, mesh, teacher, run.run_dir)
+    return "trained", student_lib.train_student(run.cfg, ds, mesh, teacher, run.run_dir)
   except loop.NonFiniteLossError as e:
     tqdm.write(f"{run.run_dir}: {e}")
     return "diverged", None
@@ -321,7 +310,7 @@ def parallel_groups(runs_: Sequence[Run], size: int) -> list[list[Run]]:
   from krd_jax.train import seeds as seeds_lib
   by_method: dict[str, list[Run]] = {}
   for run in runs_:
-    if (not os.path.exists(_final_path(run)) and seeds_lib.supports_parallel_seeds(run.cfg)
+    if (not os.path.exists(_final_path(run)) and seeds_lib.seed_dependence(run.cfg) is None
         and seeds_lib.pays_off(run.cfg)):
       by_method.setdefault(run.method, []).append(run)
   groups = []

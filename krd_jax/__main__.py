@@ -200,12 +200,12 @@ def run(command: str, cfg) -> int:
   import signal  # pylint: disable=g-import-not-at-top
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   from krd_jax import validate  # pylint: disable=g-import-not-at-top
-  from krd_jax.train import checkpoints, loop  # pylint: disable=g-import-not-at-top
+  from krd_jax.train import checkpoints, loop, preemption  # pylint: disable=g-import-not-at-top
 
   # Orbax and tfds log every save at INFO; progress bars and the table say enough.
   absl_logging.set_verbosity(absl_logging.WARNING)
   previous = signal.getsignal(signal.SIGTERM)
-  loop.install_preemption_handler()
+  preemption.install_preemption_handler()
   try:
     _execute(command, cfg)
   except validate.InputError as error:
@@ -218,7 +218,7 @@ def run(command: str, cfg) -> int:
     _say("error", error)
     _silence_teardown()
     return EXIT_WRITE_FAILED
-  except loop.Preempted as error:
+  except preemption.Preempted as error:
     _say("preempted", f"{error}; run the same command again to resume")
     return EXIT_PREEMPTED
   except OSError as error:

@@ -9,38 +9,14 @@ checked against their allowed ranges by `krd_jax.validate` before a run starts.
 
 from __future__ import annotations
 
+import difflib
+from typing import Any
+
 import ml_collections
 
+from krd_jax import checks
 from krd_jax import distributed
-
-# Hyperparameters of each student method, selected by `student.method`.
-# The KRDistill defaults follow ../shared/DESIGN.md section 1 (our reconstruction),
-# except the CE term, chosen by the CIFAR-10-LT ablation (see below).
-METHOD_DEFAULTS = {
-    "ce": {},
-    "logit_adjusted": {"tau": 1.0},
-    "balanced_softmax": {},
-    "kd": {"temperature": 4.0, "kd_weight": 1.0, "ce_weight": 1.0},
-    "dkd": {"alpha": 1.0, "beta": 8.0, "temperature": 4.0},
-    "bkd": {"temperature": 4.0, "kd_weight": 1.0, "beta_en": 0.9999},
-    "krd": {
-        "alpha": 1.0,          # weight of the representation-rectified term
-        "beta": 1.0,           # weight of the logit-rectified term
-        "lam": 0.5,            # pull of teacher features toward the ETF anchor
-        "rho": 0.0,            # balanced weighting exponent (0 plain mean, 1 class-balanced)
-        "tau": 1.0,            # prior correction strength (1 = Bayes-exact)
-        "swap": True,          # label-correcting swap of the rectified teacher
-        "temperature": 4.0,
-        # The student's own CE term. "logit_adjusted" was chosen on the CIFAR-10-LT
-        # validation split (benchmarks/RESULTS.md): with plain "ce", KRDistill does not
-        # beat a logit-adjusted student that has no teacher.
-        "ce": "logit_adjusted",
-        "use_rrd": True,
-        "use_lrd": True,
-        "anchor": "aligned",   # "aligned" (Procrustes to teacher means) or "random"
-    },
-}
-
+from krd_jax import methods
 
 def optim_config(**overrides) -> ml_collections.ConfigDict:
   """Optimiser and schedule of one training role (teacher or student)."""
@@ -108,7 +84,8 @@ def default_config() -> ml_collections.ConfigDict:
       "batch_size": 64,
       "optim": optim_config(name="adam", lr=1e-3, weight_decay=0.0, schedule="constant"),
   })
-  cfg.methods = ml_collections.ConfigDict(METHOD_DEFAULTS)
+  # One section per registered student method (krd_jax.methods): its defaults.
+  cfg.methods = ml_collections.ConfigDict(methods.defaults())
 
   # logit_adjusted: the no-teacher bar a distillation method must beat (DESIGN.md s5).
   cfg.demo_methods = ("ce", "kd", "bkd", "dkd", "krd", "logit_adjusted")
@@ -121,3 +98,24 @@ def default_config() -> ml_collections.ConfigDict:
   # Multi-process jobs (TPU pods, SLURM): see krd_jax/distributed.py.
   cfg.distributed = distributed.defaults()
   return cfg.lock()
+
+
+def lookup(cfg: ml_collections.ConfigDict, key: str) -> Any:
+  """The value at dotted `key` ("methods.krd.lam"): the one walker of config keys.
+
+  Raises:
+    checks.InputError: a part of the key does not exist; the message names the
+      closest key and lists the keys allowed at that level.
+  """
+  node, walked = cfg, []
+  for part in key.split("."):
+    keys = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+    if part not in keys:
+      parent = ".".join(["config", *walked])
+      close = difflib.get_close_matches(part, keys, n=1)
+      hint = f" (did you mean {'.'.join([*walked, close[0]])}?)" if close else ""
+      allowed = ", ".join(sorted(keys)) if keys else "none (it is a value, not a section)"
+      raise checks.InputError(f"unknown config key config.{key}{hint}; allowed keys "
+                              f"under {parent}: {allowed}")
+    node, walked = node[part], [*walked, part]
+  return node

@@ -20,9 +20,11 @@ from krd_jax import sharding
 from krd_jax import validate
 from krd_jax.data import load_dataset
 from krd_jax.train import checkpoints
-from krd_jax.train import loop
+from krd_jax.train import evaluation
 from krd_jax.train import metrics as metrics_lib
 from krd_jax.train import steps as steps_lib
+from krd_jax.train import student as student_lib
+from krd_jax.train import teacher as teacher_lib
 
 
 def load_data(cfg: ml_collections.ConfigDict):
@@ -90,7 +92,7 @@ def teacher(cfg: ml_collections.ConfigDict) -> dict:
   """Trains (or reuses) the teacher; returns its test summary."""
   check_and_start(cfg, "teacher")
   ds = load_data(cfg)
-  return loop.ensure_teacher(cfg, ds, make_mesh(cfg)).summary
+  return teacher_lib.ensure_teacher(cfg, ds, make_mesh(cfg)).summary
 
 
 def student(cfg: ml_collections.ConfigDict) -> dict:
@@ -99,8 +101,8 @@ def student(cfg: ml_collections.ConfigDict) -> dict:
   ds = load_data(cfg)
   mesh = make_mesh(cfg)
   method_needs_teacher = validate.needs_teacher(cfg, cfg.student.method)
-  t = loop.ensure_teacher(cfg, ds, mesh) if method_needs_teacher else None
-  return loop.train_student(cfg, ds, mesh, t, student_dir(cfg))
+  t = teacher_lib.ensure_teacher(cfg, ds, mesh) if method_needs_teacher else None
+  return student_lib.train_student(cfg, ds, mesh, t, student_dir(cfg))
 
 
 def evaluate(cfg: ml_collections.ConfigDict) -> dict:
@@ -115,17 +117,17 @@ def evaluate(cfg: ml_collections.ConfigDict) -> dict:
   teacher_dir = cfg.teacher.checkpoint or os.path.join(cfg.workdir, "teacher")
   t = None
   if checkpoints.read_teacher_meta(teacher_dir) is not None:
-    t = loop.load_teacher(cfg, ds, mesh, teacher_dir)
+    t = teacher_lib.load_teacher(cfg, ds, mesh, teacher_dir)
   elif validate.needs_teacher(cfg, cfg.student.method):
     raise validate.InputError(f"no saved teacher in {teacher_dir}; student.method="
                               f"{cfg.student.method!r} needs one to be evaluated")
   rows = {}
   if t is not None:
     eval_step = steps_lib.jit_eval_step(steps_lib.make_eval_step(
-        t.model, loop.make_preprocess(cfg, ds), ds.num_classes), mesh)
-    rows[f"teacher {cfg.teacher.model} ({cfg.teacher.loss})"] = loop.evaluate(
+        t.model, steps_lib.dataset_preprocess(cfg, ds), ds.num_classes), mesh)
+    rows[f"teacher {cfg.teacher.model} ({cfg.teacher.loss})"] = evaluation.evaluate(
         eval_step, t.variables, ds, "test", mesh)
-  result = loop.train_student(cfg, ds, mesh, t, student_dir(cfg), evaluate_only=True)
+  result = student_lib.train_student(cfg, ds, mesh, t, student_dir(cfg), evaluate_only=True)
   rows[f"student {cfg.student.model} {cfg.student.method} (step {result['step']})"] = \
       result["test"]
   return {"rows": rows, "student": result}
@@ -141,11 +143,11 @@ def demo(cfg: ml_collections.ConfigDict) -> dict:
   check_and_start(cfg, "demo")
   ds = load_data(cfg)
   mesh = make_mesh(cfg)
-  t = loop.ensure_teacher(cfg, ds, mesh)
+  t = teacher_lib.ensure_teacher(cfg, ds, mesh)
   rows = {f"teacher {cfg.teacher.model} ({cfg.teacher.loss})": t.summary}
   for method in cfg.demo_methods:
     run_cfg = with_method(cfg, method)
-    summary = loop.train_student(run_cfg, ds, mesh, t, student_dir(run_cfg))
+    summary = student_lib.train_student(run_cfg, ds, mesh, t, student_dir(run_cfg))
     rows[f"student {cfg.student.model} {method}"] = summary
   table = metrics_lib.format_table(rows)
   plot = os.path.join(cfg.workdir, "per_class_accuracy.png")

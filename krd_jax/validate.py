@@ -20,49 +20,36 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import math
 import os
 from typing import Any, Callable
 
+import jax
 import ml_collections
+
+from krd_jax import checks
+from krd_jax import config as config_lib
+from krd_jax import distributed
+from krd_jax import methods as methods_lib
+from krd_jax.data import profiles
+from krd_jax.data import sources
+from krd_jax.losses import registry
+from krd_jax.models import registry as models
+from krd_jax.train import metrics
+from krd_jax.train import optim
+from krd_jax.checks import InputError  # noqa: F401  (re-exported: callers catch it here)
 
 log = logging.getLogger(__name__)
 
 COMMANDS = ("demo", "teacher", "student")
-# Student methods that read no teacher.
-TEACHER_FREE_METHODS = ("ce", "logit_adjusted", "balanced_softmax")
-# Config keys of a method that are not arguments of its loss builder.
-_EXTRA_METHOD_KEYS = {"krd": ("anchor",)}
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
 # Datasets read from files under data_dir (the others default to tfds' own folder).
 _NEEDS_DATA_DIR = ("image_folder", "imagenet_lt", "places_lt")
-
-
-class InputError(ValueError):
-  """Bad input (config or data); str() is one line naming the key and what is allowed."""
-
-
-def _fail(key: str, value: Any, allowed: str) -> None:
-  raise InputError(f"config.{key}={value!r} is not allowed; allowed: {allowed}")
-
-
-def _get(cfg: ml_collections.ConfigDict, key: str) -> Any:
-  value = cfg
-  for part in key.split("."):
-    value = value[part]
-  return value
+_fail = checks.fail
+_get = config_lib.lookup
+_is_int = checks.is_int
 
 
 # ----------------------------------------------------------------------------- typed checks
-
-
-def _is_int(value: Any) -> bool:
-  return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-  return (isinstance(value, (int, float)) and not isinstance(value, bool)
-          and math.isfinite(value))
 
 
 def check_int(cfg, key: str, low: int, high: int | None = None) -> int:
@@ -76,13 +63,9 @@ def check_number(cfg, key: str, low: float, *, low_open: bool = False,
                  high: float | None = None, high_open: bool = False) -> float:
   """A finite number in [low, high] (either end open on request)."""
   value = _get(cfg, key)
-  ok = _is_number(value) and (value > low if low_open else value >= low)
-  if high is not None:
-    ok = ok and (value < high if high_open else value <= high)
-  if not ok:
-    lo = f"> {low:g}" if low_open else f">= {low:g}"
-    hi = "" if high is None else f" and {'<' if high_open else '<='} {high:g}"
-    _fail(key, value, f"a number {lo}{hi}")
+  bounds = dict(low=low, high=high, low_open=low_open, high_open=high_open)
+  if not checks.in_range(value, **bounds):
+    _fail(key, value, checks.describe_range(**bounds))
   return value
 
 
@@ -112,7 +95,6 @@ def check_str(cfg, key: str, nonempty: bool = False) -> str:
 
 def device_count(cfg: ml_collections.ConfigDict) -> int:
   """Devices the run will use: `num_devices`, or every device JAX sees (0)."""
-  import jax  # pylint: disable=g-import-not-at-top
   visible = jax.device_count()
   check_int(cfg, "num_devices", 0, visible)
   if jax.process_count() > 1 and cfg.num_devices not in (0, visible):
@@ -123,7 +105,6 @@ def device_count(cfg: ml_collections.ConfigDict) -> int:
 
 def check_distributed(cfg: ml_collections.ConfigDict) -> None:
   """The `distributed` section (see krd_jax.distributed); touches no device."""
-  from krd_jax import distributed  # pylint: disable=g-import-not-at-top
   check_choice(cfg, "distributed.initialize", distributed.MODES)
   address = check_str(cfg, "distributed.coordinator_address")
   host, _, port = address.rpartition(":")
@@ -176,10 +157,8 @@ def methods_used(cfg: ml_collections.ConfigDict, command: str) -> list[str]:
 
 
 def needs_teacher(cfg: ml_collections.ConfigDict, method: str) -> bool:
-  if method in TEACHER_FREE_METHODS:
-    return False
-  hp = cfg.methods[method]
-  return method != "krd" or bool(hp.get("use_rrd", True) or hp.get("use_lrd", True))
+  """Whether a `method` student run of `cfg` reads a teacher (the method decides)."""
+  return methods_lib.get(method).needs_teacher(cfg.methods[method].to_dict())
 
 
 def roles_used(command: str) -> list[str]:
@@ -188,8 +167,6 @@ def roles_used(command: str) -> list[str]:
 
 
 def _check_data(cfg: ml_collections.ConfigDict) -> None:
-  from krd_jax.data import profiles, sources  # pylint: disable=g-import-not-at-top
-  from krd_jax.train import metrics  # pylint: disable=g-import-not-at-top
   name = check_choice(cfg, "data.name", sources.DATASET_NAMES)
   check_number(cfg, "data.imbalance", 1.0)
   check_choice(cfg, "data.profile", profiles.PROFILES)
@@ -208,7 +185,6 @@ def _check_data(cfg: ml_collections.ConfigDict) -> None:
 
 
 def _check_role(cfg: ml_collections.ConfigDict, role: str, devices: int) -> None:
-  from krd_jax.models import registry as models  # pylint: disable=g-import-not-at-top
   model = check_choice(cfg, f"{role}.model", models.model_names())
   kwargs = _get(cfg, f"{role}.model_kwargs")
   try:
@@ -224,7 +200,6 @@ def _check_role(cfg: ml_collections.ConfigDict, role: str, devices: int) -> None
           f"the batch is split over (e.g. {example})")
   _check_optim(cfg, f"{role}.optim", epochs)
   if role == "teacher":
-    from krd_jax.losses import registry  # pylint: disable=g-import-not-at-top
     loss = check_choice(cfg, "teacher.loss", registry.teacher_losses())
     _check_kwargs(cfg, "teacher.loss_kwargs", registry.TEACHER_LOSSES[loss], ())
     check_int(cfg, "teacher.drw_epoch", -1)
@@ -234,7 +209,6 @@ def _check_role(cfg: ml_collections.ConfigDict, role: str, devices: int) -> None
 
 
 def _check_optim(cfg: ml_collections.ConfigDict, key: str, epochs: int) -> None:
-  from krd_jax.train import optim  # pylint: disable=g-import-not-at-top
   check_choice(cfg, f"{key}.name", optim.OPTIMIZERS)
   check_number(cfg, f"{key}.lr", 0.0, low_open=True)
   check_number(cfg, f"{key}.momentum", 0.0, high=1.0, high_open=True)
@@ -251,43 +225,18 @@ def _check_optim(cfg: ml_collections.ConfigDict, key: str, epochs: int) -> None:
 
 def _check_kwargs(cfg, key: str, builder: Callable, extra: tuple[str, ...]) -> None:
   """Keys of `key` must be arguments of `builder` (after its counts argument)."""
-  allowed = [p for p in list(inspect.signature(builder).parameters)[1:]
-             if p not in ("anchors", "center")] + list(extra)
+  allowed = list(inspect.signature(builder).parameters)[1:] + list(extra)
   for name in _get(cfg, key):
     if name not in allowed:
       _fail(f"{key}.{name}", _get(cfg, key)[name], f"keys of {key}: " + ", ".join(allowed))
 
 
-# Ranges of the method hyper-parameters; a key absent from a method is skipped.
-_METHOD_RANGES: dict[str, dict[str, Any]] = {
-    "temperature": dict(low=0.0, low_open=True),
-    "alpha": dict(low=0.0),
-    "beta": dict(low=0.0),
-    "lam": dict(low=0.0, high=1.0),
-    "rho": dict(low=0.0),
-    "tau": dict(low=0.0),
-    "kd_weight": dict(low=0.0),
-    "ce_weight": dict(low=0.0),
-    "beta_en": dict(low=0.0, high=1.0, high_open=True),
-}
-_METHOD_CHOICES = {"ce": ("ce", "logit_adjusted"), "anchor": ("aligned", "random")}
-_METHOD_BOOLS = ("swap", "use_rrd", "use_lrd")
-
-
 def _check_method(cfg: ml_collections.ConfigDict, method: str) -> None:
-  from krd_jax.losses import registry  # pylint: disable=g-import-not-at-top
+  """`methods.<method>` must be a registered method's section; it checks its values."""
   key = f"methods.{method}"
-  if method not in registry.STUDENT_METHODS:
-    _fail(key, _get(cfg, key).to_dict(), "methods named " + ", ".join(registry.student_methods()))
-  _check_kwargs(cfg, key, registry.STUDENT_METHODS[method], _EXTRA_METHOD_KEYS.get(method, ()))
-  hparams = _get(cfg, key)
-  for name in hparams:
-    if name in _METHOD_RANGES:
-      check_number(cfg, f"{key}.{name}", **_METHOD_RANGES[name])
-    elif name in _METHOD_CHOICES:
-      check_choice(cfg, f"{key}.{name}", _METHOD_CHOICES[name])
-    elif name in _METHOD_BOOLS:
-      check_bool(cfg, f"{key}.{name}")
+  if method not in methods_lib.names():
+    _fail(key, _get(cfg, key).to_dict(), "methods named " + ", ".join(methods_lib.names()))
+  methods_lib.get(method).check(_get(cfg, key).to_dict(), key)
 
 
 # ----------------------------------------------------------------------------- teacher
@@ -345,7 +294,6 @@ def _read_teacher_meta(run_dir: str) -> dict | None:
 
 def known_num_classes(cfg: ml_collections.ConfigDict) -> int | None:
   """The dataset's class count where it is known without decoding anything."""
-  from krd_jax.data import sources  # pylint: disable=g-import-not-at-top
   if cfg.data.name == "image_folder":
     try:
       return len(sources.list_image_folder(os.path.expanduser(cfg.data.data_dir))[1])
@@ -363,7 +311,6 @@ def check_image_folder(root: str, max_examples: int = 3) -> None:
   Raises:
     InputError: naming how many such files there are and a few of them.
   """
-  from krd_jax.data import sources  # pylint: disable=g-import-not-at-top
   root = os.path.realpath(os.path.expanduser(root))
   bad, ignored = [], []
   for split in sorted(e.name for e in os.scandir(root) if e.is_dir()):

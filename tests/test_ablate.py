@@ -54,16 +54,20 @@ def test_parse_grid_types_values_by_the_config_field():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("methods.krd.lamb=0,1", "no field 'lamb' in methods.krd; valid keys: alpha, anchor"),
-    ("dta.imbalance=10", "no field 'dta' in the top level; valid keys:"),
+    ("methods.krd.lamb=0,1", "unknown config key config.methods.krd.lamb (did you mean "
+     "methods.krd.lam?); allowed keys under config.methods.krd: alpha, anchor"),
+    ("dta.imbalance=10", "unknown config key config.dta.imbalance (did you mean data?); "
+     "allowed keys under config: "),
+    ("student.epochs.x=1", "allowed keys under config.student.epochs: none (it is a value"),
     ("data.imbalance=10,many", "'many' is not of type float"),
     ("methods.krd.swap=true,maybe", "'maybe' is not of type bool"),
     ("student.epochs=2.5", "'2.5' is not of type int"),
     ("student.optim=1", "is a section"),
     ("seed=1,2", "use --seeds"),
     ("methods.krd.lam", "not of the form key=value1,value2"),
-    ("methods.krd.lam=0.5,2", "lam must be in [0, 1]"),
-    ("methods.krd.anchor=aligned,rnd", "allowed: aligned, random"),
+    ("methods.krd.lam=0.5,2", "config.methods.krd.lam=2.0 is not allowed; allowed: a number "
+     ">= 0 and <= 1"),
+    ("methods.krd.anchor=aligned,rnd", "allowed: one of aligned, random"),
 ])
 def test_bad_grid_is_refused_before_anything_is_written(tmp_path, spec, message):
   workdir = tmp_path / "sweep"
@@ -86,7 +90,8 @@ def test_cli_refuses_a_typo_with_the_valid_keys(tmp_path):
        "--grid", "methods.krd.lamda=0,1", "--methods", "krd", f"--workdir={workdir}"],
       capture_output=True, text=True, timeout=120, cwd=REPO)
   assert proc.returncode != 0
-  assert "no field 'lamda' in methods.krd; valid keys:" in proc.stderr
+  assert ("unknown config key config.methods.krd.lamda (did you mean methods.krd.lam?); "
+          "allowed keys under config.methods.krd:") in proc.stderr
   assert not workdir.exists()
 
 

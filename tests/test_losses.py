@@ -15,6 +15,7 @@ import pytest
 from absl.testing import parameterized
 
 from krd_jax import losses
+from krd_jax import methods
 from krd_jax import priors
 
 RTOL, ATOL = 1e-5, 1e-6
@@ -501,18 +502,18 @@ def test_bad_input_raises_at_trace_time_naming_argument(name):
 def test_registry_names():
   assert losses.teacher_losses() == sorted(
       ["ce", "cb_ce", "ldam", "logit_adjusted", "balanced_softmax"])
-  assert losses.student_methods() == sorted(
+  assert methods.names() == sorted(
       ["ce", "logit_adjusted", "balanced_softmax", "kd", "dkd", "bkd", "krd"])
 
 
 @pytest.mark.parametrize("call, match", [
     (lambda n: losses.teacher_loss("focal", n), r"allowed: \['balanced_"),
     (lambda n: losses.teacher_loss("ldam", n, margin=1), r"allowed: \['max_"),
-    (lambda n: losses.student_objective("kdd", n), r"allowed: \['balanced_"),
-    (lambda n: losses.student_objective("kd", n, alpha=1), "kd_weight"),
-    (lambda n: losses.student_objective("krd", n), "anchors"),
-    (lambda n: losses.student_objective("krd", n, use_rrd=False, ce="la"),
-     "ce must be"),
+    (lambda n: methods.objective("kdd", n), r"allowed: \['balanced_"),
+    (lambda n: methods.objective("kd", n, alpha=1), "kd_weight"),
+    (lambda n: methods.objective("krd", n), "anchors"),
+    (lambda n: methods.objective("krd", n, use_rrd=False, ce="la"),
+     r"methods\.krd\.ce='la' is not allowed; allowed: one of ce, logit_adjusted"),
     (lambda n: losses.teacher_loss("ce", np.r_[n[:-1], 0]), "classes"),
     (lambda n: losses.teacher_loss("ce", n)(_s, _y, np.ones(C + 1)),
      "class_weights"),
@@ -552,7 +553,7 @@ def test_teacher_losses(name):
 
 def _krd_hparams(arrays, **overrides):
   return dict(anchors=arrays["anchors"], center=arrays["center"], rho=1.0,
-              alpha=2.0, beta=0.5, lam=0.3, **overrides)
+              alpha=2.0, beta=0.5, lam=0.3, ce="ce", **overrides)
 
 
 STUDENT_CASES = {
@@ -592,7 +593,7 @@ STUDENT_CASES = {
 
 
 def _outputs(arrays):
-  return losses.StudentOutputs(
+  return methods.StudentOutputs(
       student_logits=arrays["s"], projected_features=arrays["g"],
       teacher_logits=arrays["t"], teacher_features=arrays["h"],
       labels=arrays["y"])
@@ -602,7 +603,7 @@ def _outputs(arrays):
 def test_student_objectives(name):
   arrays, counts = make_inputs(1, *SHAPES[1])
   method, hparams_fn, ref_fn = STUDENT_CASES[name]
-  objective = losses.student_objective(method, counts, **hparams_fn(arrays))
+  objective = methods.objective(method, counts, **hparams_fn(arrays))
   ref_ce, ref_terms = ref_fn(f64(arrays), counts)
   assert objective.needs_teacher == bool(ref_terms)
   assert objective.needs_projector == ("rrd" in ref_terms)
@@ -627,14 +628,14 @@ def test_student_objectives(name):
 
 def test_student_objective_bad_outputs():
   arrays, counts = make_inputs(0, *SHAPES[0])
-  kd = losses.student_objective("kd", counts)
+  kd = methods.objective("kd", counts)
   with pytest.raises(ValueError, match="teacher_logits"):
-    kd.fn(losses.StudentOutputs(student_logits=arrays["s"],
+    kd.fn(methods.StudentOutputs(student_logits=arrays["s"],
                                 labels=arrays["y"]), 1.0)
   with pytest.raises(ValueError, match="student_logits"):
     kd.fn(_outputs(dict(arrays, s=arrays["s"][:, :-1])), 1.0)
-  krd = losses.student_objective("krd", counts, **_krd_hparams(arrays))
+  krd = methods.objective("krd", counts, **_krd_hparams(arrays))
   with pytest.raises(ValueError, match="projected_features"):
-    jax.jit(krd.fn)(losses.StudentOutputs(
+    jax.jit(krd.fn)(methods.StudentOutputs(
         student_logits=arrays["s"], teacher_logits=arrays["t"],
         teacher_features=arrays["h"], labels=arrays["y"]), 1.0)

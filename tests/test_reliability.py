@@ -30,7 +30,7 @@ from krd_jax import validate
 from krd_jax.config import default_config
 from krd_jax.data import loader as loader_lib
 from krd_jax.train import checkpoints as ckpt_lib
-from krd_jax.train import faults
+from krd_jax.testing import faults
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = f"{REPO}/experiments/configs/digits_lt.py:local"
@@ -65,6 +65,8 @@ def in_process(data_cache, monkeypatch):
   monkeypatch.setenv("KRD_JAX_CACHE", str(data_cache))
   monkeypatch.delenv(faults.ENV, raising=False)
 
+  faults.install()
+
   def run(capsys, command, workdir, *args, config=CONFIG):
     faults.reset()
     rc = cli_lib.cli(["krd_jax", command, f"--config={config}",
@@ -86,7 +88,8 @@ def _env(data_cache, jax_cache, fault=""):
 
 
 def _student_cmd(workdir):
-  return [sys.executable, "-m", "krd_jax", "student", f"--config={CONFIG}",
+  return [sys.executable, "-m", "krd_jax.testing.run_with_faults", "student",
+          f"--config={CONFIG}",
           f"--config.workdir={workdir}", *CHAIN_ARGS]
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from krd_jax import runs
 from krd_jax.train import checkpoints as ckpt_lib
-from krd_jax.train import loop
+from krd_jax.train import teacher as teacher_lib
+from krd_jax.train import student as student_lib
 from krd_jax.train import seeds as seeds_lib
 
 from test_train import _config, _leaves, _tiny_dataset
@@ -41,7 +42,7 @@ def trained_teacher(tmp_path_factory):
   ds = _tiny_dataset()
   cfg = _config(tmp, epochs=2, num_devices=4)
   mesh = runs.make_mesh(cfg)
-  return ds, mesh, cfg, loop.train_teacher(cfg, ds, mesh, str(tmp / "teacher"))
+  return ds, mesh, cfg, teacher_lib.train_teacher(cfg, ds, mesh, str(tmp / "teacher"))
 
 
 @pytest.mark.parametrize("method", ["krd", "logit_adjusted"])
@@ -54,7 +55,7 @@ def test_each_seed_equals_the_seed_trained_alone(tmp_path, trained_teacher, meth
   group_params = _latest_params(str(tmp_path / "group"))
   solo_params = []
   for i, cfg in enumerate(cfgs):
-    solo = loop.train_student(cfg, ds, mesh, teacher, str(tmp_path / f"solo{i}"))
+    solo = student_lib.train_student(cfg, ds, mesh, teacher, str(tmp_path / f"solo{i}"))
     np.testing.assert_allclose(parallel[i]["per_class"], solo["per_class"])
     solo_params.append(_latest_params(str(tmp_path / f"solo{i}")))
     for a, b in zip(_leaves(seeds_lib.unstack(group_params, i)), _leaves(solo_params[-1])):

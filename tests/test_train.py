@@ -17,7 +17,10 @@ from krd_jax import sharding
 from krd_jax.config import default_config
 from krd_jax.data import from_arrays
 from krd_jax.train import checkpoints as ckpt_lib
-from krd_jax.train import loop
+from krd_jax.train import teacher as teacher_lib
+from krd_jax.train import student as student_lib
+from krd_jax.train import state as state_lib
+from krd_jax.train import evaluation
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -68,11 +71,11 @@ def test_four_devices_equal_one_device(tmp_path, role):
     cfg = _config(tmp_path / f"d{n}", epochs=2, num_devices=n)
     mesh = runs.make_mesh(cfg)
     assert mesh.devices.size == n
-    teacher = loop.train_teacher(cfg, ds, mesh, str(tmp_path / f"d{n}" / "teacher"))
+    teacher = teacher_lib.train_teacher(cfg, ds, mesh, str(tmp_path / f"d{n}" / "teacher"))
     if role == "teacher":
       results[n] = (teacher.variables, teacher.summary)
     else:
-      summary = loop.train_student(cfg, ds, mesh, teacher, str(tmp_path / f"d{n}" / "s"))
+      summary = student_lib.train_student(cfg, ds, mesh, teacher, str(tmp_path / f"d{n}" / "s"))
       restored = ckpt_lib.RunCheckpoints(str(tmp_path / f"d{n}" / "s" / "checkpoints"))
       results[n] = (restored.manager.restore(restored.latest_step)["state"]["params"],
                     summary)
@@ -85,13 +88,13 @@ def test_student_steps_leave_teacher_bitwise_unchanged(tmp_path):
   ds = _tiny_dataset()
   cfg = _config(tmp_path, epochs=1)
   mesh = runs.make_mesh(cfg)
-  teacher = loop.train_teacher(cfg, ds, mesh, str(tmp_path / "teacher"))
+  teacher = teacher_lib.train_teacher(cfg, ds, mesh, str(tmp_path / "teacher"))
   before = _leaves(teacher.variables)
-  loop.train_student(cfg, ds, mesh, teacher, str(tmp_path / "student"))
+  student_lib.train_student(cfg, ds, mesh, teacher, str(tmp_path / "student"))
   after = _leaves(teacher.variables)
   for a, b in zip(before, after):
     assert a.tobytes() == b.tobytes()
-  saved = loop.load_teacher(cfg, ds, mesh, str(tmp_path / "teacher"))
+  saved = teacher_lib.load_teacher(cfg, ds, mesh, str(tmp_path / "teacher"))
   for a, b in zip(before, _leaves(saved.variables)):
     assert a.tobytes() == b.tobytes()
 
@@ -105,13 +108,13 @@ def test_short_digits_run_learns(tmp_path):
   cfg = cfg.lock()
   ds = runs.load_data(cfg)
   mesh = runs.make_mesh(cfg)
-  model = loop.build_model(cfg.teacher, ds.num_classes, jnp.float32)
-  untrained = loop.init_variables(model, ds.image_shape, jax.random.PRNGKey(0))
+  model = state_lib.build_model(cfg.teacher, ds.num_classes, jnp.float32)
+  untrained = state_lib.init_variables(model, ds.image_shape, jax.random.PRNGKey(0))
   from krd_jax.train import steps as steps_lib
   eval_step = steps_lib.jit_eval_step(
-      steps_lib.make_eval_step(model, loop.make_preprocess(cfg, ds), ds.num_classes), mesh)
-  before = loop.evaluate(eval_step, sharding.replicate(untrained, mesh), ds, "test", mesh)
-  teacher = loop.train_teacher(cfg, ds, mesh, str(tmp_path / "teacher"))
+      steps_lib.make_eval_step(model, steps_lib.dataset_preprocess(cfg, ds), ds.num_classes), mesh)
+  before = evaluation.evaluate(eval_step, sharding.replicate(untrained, mesh), ds, "test", mesh)
+  teacher = teacher_lib.train_teacher(cfg, ds, mesh, str(tmp_path / "teacher"))
   assert teacher.summary["balanced"] > before["balanced"] + 30
   assert teacher.summary["head"] > 80
 
@@ -120,14 +123,14 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
   ds = _tiny_dataset()
   cfg = _config(tmp_path, epochs=1)
   mesh = runs.make_mesh(cfg)
-  loop.train_teacher(cfg, ds, mesh, str(tmp_path / "teacher"))
+  teacher_lib.train_teacher(cfg, ds, mesh, str(tmp_path / "teacher"))
   manager = ckpt_lib.RunCheckpoints(str(tmp_path / "teacher" / "checkpoints"))
   raw = manager.manager.restore(manager.latest_step)["state"]
   # Restore into a freshly initialised state of the same structure.
   from krd_jax.train import optim
   from krd_jax.train.state import create_state
-  model = loop.build_model(cfg.teacher, ds.num_classes, jnp.float32)
-  fresh = loop.init_variables(model, ds.image_shape, jax.random.PRNGKey(42))
+  model = state_lib.build_model(cfg.teacher, ds.num_classes, jnp.float32)
+  fresh = state_lib.init_variables(model, ds.image_shape, jax.random.PRNGKey(42))
   tx = optim.make_optimizer(cfg.teacher.optim, 1, 1)
   state = sharding.replicate(create_state({"model": fresh["params"]},
                                           fresh["batch_stats"], tx), mesh)

@@ -252,3 +252,27 @@ def dataset_eval_batches(dataset, split: str, global_batch: int,
   rows = local_rows(global_batch, mesh)
   return prefetch_to_mesh(dataset.test_stream(global_batch, split, rows=rows), mesh,
                           global_batch=global_batch)
+
+
+def batches_from(loader, step: int, total: int) -> Iterator[Batch]:
+  """The batches of steps `step` ... `total - 1` of a run, across epochs: the epoch
+  (which fixes the order) and the position in it are derived from the step."""
+  spe = loader.steps_per_epoch
+  while step < total:
+    epoch, offset = divmod(step, spe)
+    yield from loader.epoch(epoch, start_step=offset)
+    step = (epoch + 1) * spe
+
+
+def train_eval_batches(dataset, global_batch: int, mesh: Mesh,
+                       seed: int) -> Iterator[Batch]:
+  """The training set once, as masked evaluation batches on the mesh (unaugmented where
+  it is in memory; a streamed training set only comes augmented, so one epoch of it)."""
+  rows = local_rows(global_batch, mesh)
+  if dataset.streaming:
+    batches = ({**b, "mask": np.ones(len(b["label"]), bool)}
+               for b in dataset.train_stream(global_batch, seed, 0, rows=rows))
+  else:
+    batches = host_eval_batches(dataset.train_images, dataset.train_labels, global_batch,
+                                rows)
+  return prefetch_to_mesh(batches, mesh, global_batch=global_batch)

@@ -2,7 +2,8 @@
 
 Arrays in, float32 per-example [B] or scalar out; no config, no global state.
 Per-class constants come from `krd_jax.priors`; reduce per-example losses with
-`jnp.mean` or `balanced_mean`. `registry` maps config names to built losses.
+`jnp.mean` or `balanced_mean`. `registry` maps config names to teacher losses;
+student methods built from these losses are in `krd_jax.methods`.
 """
 
 from krd_jax.losses.kd import bkd_loss
@@ -19,20 +20,12 @@ from krd_jax.losses.long_tail import class_balanced_ce
 from krd_jax.losses.long_tail import cross_entropy
 from krd_jax.losses.long_tail import ldam_loss
 from krd_jax.losses.long_tail import logit_adjusted_ce
-from krd_jax.losses.registry import STUDENT_METHODS
-from krd_jax.losses.registry import StudentObjective
-from krd_jax.losses.registry import StudentOutputs
-from krd_jax.losses.registry import student_methods
-from krd_jax.losses.registry import student_objective
 from krd_jax.losses.registry import TEACHER_LOSSES
 from krd_jax.losses.registry import teacher_loss
 from krd_jax.losses.registry import teacher_losses
 from krd_jax.priors import pad_features
 
 __all__ = [
-    "STUDENT_METHODS",
-    "StudentObjective",
-    "StudentOutputs",
     "TEACHER_LOSSES",
     "balanced_mean",
     "balanced_softmax_ce",
@@ -48,8 +41,6 @@ __all__ = [
     "rectify_teacher_features",
     "rectify_teacher_logits",
     "representation_rectified_loss",
-    "student_methods",
-    "student_objective",
     "teacher_loss",
     "teacher_losses",
     "warmup_scale",

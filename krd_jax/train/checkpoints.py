@@ -34,7 +34,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
 from krd_jax import distributed
-from krd_jax.train import faults
+from krd_jax.train import hooks
 from krd_jax.train.state import TrainState
 
 TEACHER_META = "teacher.json"
@@ -126,7 +126,6 @@ class RunCheckpoints:
   """
 
   def __init__(self, directory: str, keep: int = 2, best_metric: str = "balanced"):
-    faults.hook_orbax()
     policy = checkpoint_managers.AnyPreservationPolicy([
         checkpoint_managers.LatestN(n=keep),
         # Preemption saves carry no metrics; they must not pile up outside keep-K.
@@ -167,7 +166,7 @@ class RunCheckpoints:
     except Exception as error:  # pylint: disable=broad-except
       self._discard_partial(step)
       raise CheckpointWriteError(self._write_error_message(step, previous, error)) from error
-    faults.point("saved")
+    hooks.reached("saved")
     return step
 
   def _write_error_message(self, step: int, previous: int | None,
@@ -264,7 +263,7 @@ def save_teacher(run_dir: str, variables: Any, meta: dict) -> None:
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(path, variables, force=True)
   checkpointer.wait_until_finished()
-  faults.point("teacher_final")
+  hooks.reached("teacher_final")
   meta = {**meta, "variables_sha256": tree_sha256(variables)}
   with distributed.primary_writes(f"teacher meta {run_dir}") as write:
     if write:  # one writer; the others continue once it is in place

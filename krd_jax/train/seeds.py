@@ -30,23 +30,25 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
+from krd_jax import methods
 from krd_jax import sharding
 from krd_jax.data import loader as loader_lib
+from krd_jax.train import evaluation
 from krd_jax.train import loop
 from krd_jax.train import metrics as metrics_lib
+from krd_jax.train import run_dir as run_dir_lib
+from krd_jax.train import student as student_lib
 from krd_jax.train.state import TrainState
+from krd_jax.train.teacher import Teacher
 
 SEED_AXIS = 0
 
 
-def supports_parallel_seeds(cfg: ml_collections.ConfigDict) -> bool:
-  """Whether the student's objective is the same for every seed (a vmapped group
-  shares one objective). KRDistill with random ETF anchors draws them per seed."""
-  method = cfg.student.method
-  if method != "krd":
-    return True
-  krd = cfg.methods.krd
-  return not (krd.use_rrd and krd.anchor == "random")
+def seed_dependence(cfg: ml_collections.ConfigDict) -> str | None:
+  """None if every seed of the student run shares one objective (a vmapped group
+  needs that), else why not (the method says: KRDistill with random anchors)."""
+  method = methods.get(cfg.student.method)
+  return method.seed_dependence(method.check(cfg.methods[method.name].to_dict()))
 
 
 def check_group(cfgs: Sequence[ml_collections.ConfigDict]) -> None:
@@ -68,9 +70,9 @@ def check_group(cfgs: Sequence[ml_collections.ConfigDict]) -> None:
     if other != first:
       keys = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
       raise ValueError(f"parallel seeds: the runs differ in {keys}, not only in seed")
-  if not supports_parallel_seeds(cfgs[0]):
-    raise ValueError("parallel seeds: methods.krd.anchor='random' draws ETF anchors per "
-                     "seed, so the seeds do not share one objective; run them in turn")
+  reason = seed_dependence(cfgs[0])
+  if reason:
+    raise ValueError(f"parallel seeds: {reason}")
 
 
 def stack(trees: Sequence[Any]) -> Any:
@@ -118,15 +120,16 @@ def jit_seed_eval_step(eval_step: Callable, mesh: Mesh) -> Callable:
 
 
 def seed_setups(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh: Mesh,
-                teacher: loop.Teacher | None) -> list[loop.StudentSetup]:
-  """`loop.student_setup` of each seed, sharing one objective (check_group refused
-  seed-dependent ones): the ETF anchors and the teacher's class means are computed once."""
-  first = loop.student_setup(cfgs[0], ds, mesh, teacher)
-  return [first] + [loop.student_setup(c, ds, mesh, teacher, first.method_kwargs)
+                teacher: Teacher | None) -> list[student_lib.StudentSetup]:
+  """`student.student_setup` of each seed, sharing one objective (check_group refused
+  seed-dependent ones): the method's constants (the ETF anchors, from the teacher's
+  class means) are computed once."""
+  first = student_lib.student_setup(cfgs[0], ds, mesh, teacher)
+  return [first] + [student_lib.student_setup(c, ds, mesh, teacher, first.constants)
                     for c in cfgs[1:]]
 
 
-def stacked_state(setups: Sequence[loop.StudentSetup], teacher_variables: Any,
+def stacked_state(setups: Sequence[student_lib.StudentSetup], teacher_variables: Any,
                   mesh: Mesh) -> tuple[TrainState, jax.Array]:
   """The seeds' fresh states stacked (one step count, one shared teacher) and their
   training keys [S, 2], replicated on the mesh."""
@@ -160,7 +163,7 @@ class StackedLoader:
 def evaluate_seeds(eval_step: Callable, variables: Any, ds, split: str,
                    mesh: Mesh) -> list[dict]:
   """One accuracy summary (metrics.summarize) per seed of stacked `variables`."""
-  correct, total = loop.split_sums(eval_step, variables, ds, split, mesh)
+  correct, total = evaluation.split_sums(eval_step, variables, ds, split, mesh)
   return [metrics_lib.summarize(c, t, ds.train_counts) for c, t in zip(correct, total)]
 
 
@@ -174,13 +177,13 @@ def mean_summary(summaries: Sequence[dict], seeds: Sequence[int]) -> dict:
 
 
 def train_students_parallel(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh: Mesh,
-                            teacher: loop.Teacher | None, run_dirs: Sequence[str],
+                            teacher: Teacher | None, run_dirs: Sequence[str],
                             group_dir: str) -> list[dict]:
   """Trains the students of `cfgs` (one run, several seeds) as one vmapped program.
 
   Args:
     cfgs: configs equal but for `seed` (see `check_group`).
-    ds, mesh, teacher: as for `loop.train_student`.
+    ds, mesh, teacher: as for `student.train_student`.
     run_dirs: each seed's run folder; config.json and final.json are written there
       at the end, as a solo run would.
     group_dir: the group's own run folder (checkpoints, metrics.jsonl); the same
@@ -199,10 +202,8 @@ def train_students_parallel(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh:
   setups = seed_setups(cfgs, ds, mesh, teacher)
   first = setups[0]
   seeds = [c.seed for c in cfgs]
-  # A private copy: the step donates its state, and the caller's teacher must survive.
-  teacher_variables = (jax.tree.map(jnp.copy, first.teacher_variables)
-                       if first.teacher_variables is not None else None)
-  state, rngs = stacked_state(setups, teacher_variables, mesh)
+  state, rngs = stacked_state(setups, student_lib.private_teacher_copy(
+      first.teacher_variables), mesh)
   step_fn = jit_seed_step(first.step, mesh)
   eval_step = jit_seed_eval_step(first.eval_step, mesh)
 
@@ -213,20 +214,20 @@ def train_students_parallel(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh:
   # Only now is anything written: every check above runs first. A seed folder that
   # holds a run of another configuration is refused before any training.
   for cfg, run_dir in zip(cfgs, run_dirs):
-    loop.check_run_dir(run_dir, loop.role_json(cfg, "student"))
-  group_json = {**loop.role_json(cfgs[0], "student"), "seed": None, "seeds": seeds}
-  loop.check_run_dir(group_dir, group_json)
+    run_dir_lib.check_run_dir(run_dir, run_dir_lib.role_json(cfg, "student"))
+  group_json = {**run_dir_lib.role_json(cfgs[0], "student"), "seed": None, "seeds": seeds}
+  run_dir_lib.check_run_dir(group_dir, group_json)
   scfg = cfgs[0].student
   state = loop.fit(run_dir=group_dir, cfg=cfgs[0], role_cfg=scfg, state=state,
                    step_fn=step_fn, eval_fn=eval_fn,
                    loader=StackedLoader([s.loader for s in setups], mesh), rng=rngs,
                    desc=f"student {scfg.model} {scfg.method} x{len(seeds)} seeds",
-                   select_split=loop.select_split(ds))
-  tests = evaluate_seeds(eval_step, state.model_variables(), ds, "test", mesh)
-  vals = (evaluate_seeds(eval_step, state.model_variables(), ds, "val", mesh)
-          if loop.has_val(ds) else [None] * len(seeds))
+                   select_split=evaluation.select_split(ds))
+  tests, vals = evaluation.test_and_val(
+      lambda split: evaluate_seeds(eval_step, state.model_variables(), ds, split, mesh), ds)
+  vals = vals or [None] * len(seeds)
   for run_dir, test, val in zip(run_dirs, tests, vals):
-    loop.write_json_atomic(
+    run_dir_lib.write_json_atomic(
         os.path.join(run_dir, "final.json"),
         {"method": scfg.method, "model": scfg.model, "test": test, "val": val,
          "trained_in": os.path.abspath(group_dir)})

@@ -1,13 +1,18 @@
-"""The train state pytree: everything a step changes, plus the frozen teacher."""
+"""The train state pytree (everything a step changes, plus the frozen teacher), and the
+models and variables it starts from."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
+
+from krd_jax import models
 
 
 @flax.struct.dataclass
@@ -45,3 +50,24 @@ def create_state(params: Any, batch_stats: Any, tx: optax.GradientTransformation
   """A fresh state at step 0."""
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
                     opt_state=tx.init(params), teacher=teacher)
+
+
+def compute_dtype(cfg: ml_collections.ConfigDict) -> jnp.dtype:
+  """The run's compute dtype (parameters stay float32)."""
+  if cfg.compute_dtype not in ("float32", "bfloat16"):
+    raise ValueError(f"compute_dtype={cfg.compute_dtype!r}; allowed: float32, bfloat16")
+  return jnp.dtype(cfg.compute_dtype)
+
+
+def build_model(role_cfg: ml_collections.ConfigDict, num_classes: int,
+                dtype: jnp.dtype) -> nn.Module:
+  """The Flax module of a role config (`cfg.teacher` or `cfg.student`)."""
+  return models.create_model(role_cfg.model, num_classes, dtype=dtype,
+                             **role_cfg.model_kwargs.to_dict())
+
+
+def init_variables(model: nn.Module, image_shape, rng: jax.Array) -> dict:
+  """Model variables as `{"params", "batch_stats"}` (batch_stats empty without BN)."""
+  dummy = jnp.zeros((1, *image_shape), jnp.float32)
+  variables = model.init(rng, dummy, train=False)
+  return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}

@@ -20,7 +20,8 @@ from jax.sharding import Mesh
 from krd_jax import losses
 from krd_jax import sharding
 from krd_jax.data.augment import augment, normalize
-from krd_jax.losses import registry
+from krd_jax import methods
+from krd_jax.train import state as state_lib
 from krd_jax.train.state import TrainState
 
 Batch = dict[str, jax.Array]
@@ -39,6 +40,12 @@ def make_preprocess(mean: np.ndarray, std: np.ndarray, crop_pad: int, flip: bool
     return normalize(images, mean, std).astype(dtype)
 
   return preprocess
+
+
+def dataset_preprocess(cfg, ds) -> Callable[[jax.Array, jax.Array | None], jax.Array]:
+  """`make_preprocess` with the dataset's mean / std and the config's augmentation."""
+  return make_preprocess(ds.mean, ds.std, cfg.data.crop_pad, cfg.data.flip,
+                         state_lib.compute_dtype(cfg))
 
 
 def _apply_train(model: nn.Module, params: Any, batch_stats: Any, x: jax.Array):
@@ -101,7 +108,7 @@ def make_teacher_step(model: nn.Module, loss_fn: Callable, tx: optax.GradientTra
 
 
 def make_student_step(model: nn.Module, teacher_model: nn.Module | None,
-                      projector: nn.Module | None, objective: registry.StudentObjective,
+                      projector: nn.Module | None, objective: methods.StudentObjective,
                       tx: optax.GradientTransformation, preprocess: Callable,
                       distill_warmup_steps: int):
   """The student's step: teacher forward in inference mode, student forward/backward.
@@ -111,7 +118,7 @@ def make_student_step(model: nn.Module, teacher_model: nn.Module | None,
     teacher_model: teacher module (None for methods that need no teacher).
     projector: module mapping student features to the rectified teacher's dimension
       (None unless the objective needs one); its parameters live in params["projector"].
-    objective: `registry.student_objective(...)`.
+    objective: a `methods.StudentObjective` (`Method.objective(...)`).
     tx: optimiser.
     preprocess: from `make_preprocess`.
     distill_warmup_steps: distillation terms ramp linearly from 0 over these steps.
@@ -134,7 +141,7 @@ def make_student_step(model: nn.Module, teacher_model: nn.Module | None,
           model, params["model"], state.batch_stats, x)
       projected = (projector.apply({"params": params["projector"]}, features)
                    if projector is not None else None)
-      outputs = registry.StudentOutputs(
+      outputs = methods.StudentOutputs(
           student_logits=logits, projected_features=projected,
           teacher_logits=teacher_logits, teacher_features=teacher_features, labels=labels)
       loss, parts = objective.fn(outputs, distill_scale)

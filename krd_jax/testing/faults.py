@@ -1,7 +1,9 @@
 """Fault injection for the reliability tests: kill, preempt or break a run on cue.
 
-Nothing here runs unless the environment variable `KRD_JAX_FAULT` is set, so
-production runs pay one dictionary lookup per call. The value is a comma-separated
+Nothing here runs in a normal run: `install()` wires it in, through the run's hooks
+(`krd_jax.train.hooks`) and two Orbax save points, and only
+`python -m krd_jax.testing.run_with_faults` and the tests call it. Once installed it
+acts on the environment variable `KRD_JAX_FAULT`, a comma-separated
 list of `action@site:n` directives: do `action` the n-th time this process reaches
 `site` (counting from 1). Sites:
 
@@ -42,6 +44,23 @@ ACTIONS = ("kill", "term", "enospc", "nan", "slow")
 _counts: collections.Counter = collections.Counter()
 _parsed: tuple[str, list[tuple[str, str, int]]] = ("", [])
 _orbax_hooked = False
+
+
+def install() -> None:
+  """Wires fault injection into this process (idempotent)."""
+  from krd_jax.train import hooks  # pylint: disable=g-import-not-at-top
+  hooks.add(_run_hook)
+  _hook_orbax()
+
+
+def _run_hook(site: str, state):
+  """The `krd_jax.train.hooks` hook: a due fault at `site`; NaN parameters for "nan"."""
+  if point(site) == "nan":
+    import jax  # pylint: disable=g-import-not-at-top
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+    # Keeps the shardings; the next loss is NaN.
+    return state.replace(params=jax.tree.map(lambda x: x * jnp.nan, state.params))
+  return None
 
 
 def _directives() -> list[tuple[str, str, int]]:
@@ -107,14 +126,14 @@ def _perform(action: str, site: str) -> str | None:
   return action
 
 
-def hook_orbax() -> None:
+def _hook_orbax() -> None:
   """Routes Orbax's save through the `save_write` and `save_commit` sites.
 
-  Patches two private Orbax methods, and only when `KRD_JAX_FAULT` is set; a
-  changed Orbax fails loudly here rather than silently testing nothing.
+  Patches two private Orbax methods; a changed Orbax fails loudly here rather than
+  silently testing nothing.
   """
   global _orbax_hooked
-  if _orbax_hooked or not active():
+  if _orbax_hooked:
     return
   from orbax.checkpoint._src.checkpointers import checkpointer  # pylint: disable=g-import-not-at-top
   from orbax.checkpoint._src.path import atomicity  # pylint: disable=g-import-not-at-top

@@ -1,0 +1,246 @@
+"""What a student method is: its hyper-parameters, its needs and its objective.
+
+A `Method` declares, once, everything the rest of the library asks about it: the
+hyper-parameters with their defaults and allowed values (`Param`), whether it reads
+a teacher, the per-run constants it computes from the teacher and the data (ETF
+anchors from the teacher's class means, for KRDistill), whether those depend on the
+seed (then a group of seeds cannot share one objective), and the objective it builds
+from the pure losses in `krd_jax.losses`. The config's defaults, validation, the
+train step, seed groups, the CLI and the ablation runner all read it from here.
+
+An objective is `fn(outputs: StudentOutputs, distill_scale) -> (loss, metrics)`;
+`distill_scale` in [0, 1] multiplies every distillation term (the linear warm-up,
+`losses.warmup_scale`, computed in the step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from krd_jax import checks
+from krd_jax import priors
+from krd_jax.losses import long_tail
+
+Array = jax.Array
+Metrics = dict[str, Array]
+
+
+@flax.struct.dataclass
+class StudentOutputs:
+  """What a student objective reads from one batch (a pytree).
+
+  Attributes:
+    student_logits: [B, C].
+    projected_features: [B, D], the projector g applied to the student's
+      features, or None when the objective does not need it.
+    teacher_logits: [B, C] or None.
+    teacher_features: [B, d] or None.
+    labels: integer [B]; required (None only so the fields can keep this
+      order with defaults).
+  """
+  student_logits: Array
+  projected_features: Array | None = None
+  teacher_logits: Array | None = None
+  teacher_features: Array | None = None
+  labels: Array | None = None
+
+
+class StudentObjective(NamedTuple):
+  """A built student objective.
+
+  Attributes:
+    fn: (outputs: StudentOutputs, distill_scale) -> (loss [], metrics), every
+      metric a float32 scalar: "loss", "ce", "distill_scale" and one entry per
+      distillation term (already weighted and scaled, so loss = ce + their sum).
+    needs_teacher: whether fn reads teacher_logits / teacher_features.
+    needs_projector: whether fn reads projected_features (the student must
+      own a trained projector to the anchors' dimension).
+  """
+  fn: Callable[[StudentOutputs, Array], tuple[Array, Metrics]]
+  needs_teacher: bool
+  needs_projector: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+  """One hyper-parameter: its default and what is allowed.
+
+  A bool default allows True / False; `choices` a fixed set; otherwise a finite
+  number within the optional bounds.
+  """
+  default: Any
+  doc: str = ""
+  low: float | None = None
+  high: float | None = None
+  low_open: bool = False
+  high_open: bool = False
+  choices: tuple[Any, ...] | None = None
+
+  def accepts(self, value: Any) -> bool:
+    if self.choices is not None:
+      return value in self.choices
+    if isinstance(self.default, bool):
+      return isinstance(value, bool)
+    return checks.in_range(value, self.low, self.high, low_open=self.low_open,
+                           high_open=self.high_open)
+
+  def allowed(self) -> str:
+    if self.choices is not None:
+      return "one of " + ", ".join(map(str, self.choices))
+    if isinstance(self.default, bool):
+      return "True or False"
+    return checks.describe_range(self.low, self.high, low_open=self.low_open,
+                                 high_open=self.high_open)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+  """What a method may read to compute its per-run constants.
+
+  Attributes:
+    num_classes: C.
+    seed: the run's seed.
+    class_means: () -> [C, d] float64, the teacher's per-class mean feature on
+      the training set; computed (one pass over the training data) on first call.
+  """
+  num_classes: int
+  seed: int
+  class_means: Callable[[], np.ndarray]
+
+
+def _always(value):
+  return lambda hparams: value
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """A student method, declared once (see the module docstring).
+
+  Attributes:
+    name: the config name (`student.method`, `methods.<name>`).
+    title: the name papers print ("KRDistill", "KD", ...), for tables.
+    params: hyper-parameter name -> Param; exactly the keys of `methods.<name>`.
+    build: (counts [C], **hparams, **constants) -> StudentObjective; takes every
+      param except those in `build_ignores`, plus the constants.
+    uses_teacher: hparams -> whether the objective reads the teacher.
+    constants: (hparams, RunContext) -> dict of per-run constants for `build`
+      (computed once per run, shared by a group of seeds).
+    seed_dependence: hparams -> None, or why the constants differ per seed (then
+      seeds run in turn, not as one vmapped group).
+    build_ignores: params read only by `constants`, not passed to `build`.
+  """
+  name: str
+  title: str
+  params: Mapping[str, Param]
+  build: Callable[..., StudentObjective]
+  uses_teacher: Callable[[Mapping[str, Any]], bool] = _always(False)
+  constants: Callable[[Mapping[str, Any], RunContext], dict] = lambda hp, ctx: {}
+  seed_dependence: Callable[[Mapping[str, Any]], str | None] = _always(None)
+  build_ignores: tuple[str, ...] = ()
+
+  def defaults(self) -> dict[str, Any]:
+    return {key: param.default for key, param in self.params.items()}
+
+  def check(self, hparams: Mapping[str, Any], key: str | None = None) -> dict[str, Any]:
+    """The hyper-parameters with defaults filled in, or InputError on the first bad
+    one (named `config.<key>.<name>`, `key` defaulting to methods.<name>)."""
+    key = key or f"methods.{self.name}"
+    for name, value in hparams.items():
+      if name not in self.params:
+        checks.fail(f"{key}.{name}", value, f"keys of {key}: " + ", ".join(self.params))
+      if not self.params[name].accepts(value):
+        checks.fail(f"{key}.{name}", value, self.params[name].allowed())
+    return {**self.defaults(), **hparams}
+
+  def needs_teacher(self, hparams: Mapping[str, Any]) -> bool:
+    return bool(self.uses_teacher({**self.defaults(), **hparams}))
+
+  def objective(self, counts: Any, hparams: Mapping[str, Any],
+                constants: Mapping[str, Any] | None = None) -> StudentObjective:
+    """Builds the objective for training counts [C] (hparams checked, defaults filled)."""
+    hparams = self.check(hparams)
+    kwargs = {k: v for k, v in hparams.items() if k not in self.build_ignores}
+    allowed = list(inspect.signature(self.build).parameters)[1:]
+    extra = sorted(set(constants or {}) - set(allowed) | set(constants or {}) & set(kwargs))
+    if extra:
+      allowed = list(self.params) + [k for k in allowed if k not in self.params]
+      raise ValueError(f"unknown hyper-parameter(s) {extra} for student method "
+                       f"{self.name!r}; allowed: {allowed}")
+    counts = priors.validate_counts(counts)
+    built = self.build(counts, **kwargs, **(constants or {}))
+    inner, num_classes = built.fn, len(counts)
+
+    def fn(outputs: StudentOutputs, distill_scale: Any) -> tuple[Array, Metrics]:
+      shape = np.shape(outputs.student_logits)
+      if len(shape) != 2 or shape[1] != num_classes:
+        raise ValueError(f"StudentOutputs.student_logits must have shape [batch, "
+                         f"{num_classes}] (one logit per counted class); got {shape}")
+      return inner(outputs, distill_scale)
+
+    return built._replace(fn=fn)
+
+
+# ------------------------------------------------------------ building blocks of objectives
+
+
+def student_ce(counts: np.ndarray, kind: str = "ce",
+               tau: float = 1.0) -> Callable[[StudentOutputs], Array]:
+  """The student's own classification term, averaged over the batch: "ce",
+  "logit_adjusted" (CE(z + tau log pi)) or "balanced_softmax" (CE(z + log n))."""
+  log_prior = jnp.asarray(priors.log_prior(counts))
+
+  def ce_fn(out: StudentOutputs) -> Array:
+    labels = need(out, "labels")
+    if kind == "logit_adjusted":
+      per_ex = long_tail.logit_adjusted_ce(out.student_logits, labels, log_prior, tau)
+    elif kind == "balanced_softmax":
+      per_ex = long_tail.balanced_softmax_ce(out.student_logits, labels, log_prior)
+    else:
+      per_ex = long_tail.cross_entropy(out.student_logits, labels)
+    return jnp.mean(per_ex)
+
+  return ce_fn
+
+
+def total(ce: Array, terms: dict[str, Array], distill_scale: Any) -> tuple[Array, Metrics]:
+  """CE plus distill_scale times each distillation term, with metrics."""
+  scale = jnp.asarray(distill_scale, jnp.float32)
+  metrics = {"ce": ce, "distill_scale": scale}
+  loss = ce
+  for key, value in terms.items():
+    metrics[key] = scale * value
+    loss = loss + metrics[key]
+  metrics["loss"] = loss
+  return loss, metrics
+
+
+def teacher_free(ce_fn: Callable[[StudentOutputs], Array]) -> StudentObjective:
+  """The objective of a method that is only its own CE term."""
+  def fn(out: StudentOutputs, distill_scale):
+    return total(ce_fn(out), {}, distill_scale)
+  return StudentObjective(fn, needs_teacher=False, needs_projector=False)
+
+
+def need(out: StudentOutputs, field: str) -> Array:
+  """`out.<field>`, or a ValueError naming it when it is None."""
+  value = getattr(out, field)
+  if value is None:
+    raise ValueError(f"this objective needs StudentOutputs.{field}, got None")
+  return value
+
+
+# Shared hyper-parameter specs.
+def temperature(default: float = 4.0) -> Param:
+  return Param(default, "softmax temperature T", low=0.0, low_open=True)
+
+
+def weight(default: float = 1.0, doc: str = "") -> Param:
+  return Param(default, doc, low=0.0)

@@ -1,0 +1,33 @@
+"""Balanced knowledge distillation: CE + kd_weight T^2 KL(q || student), q the teacher's
+tempered probabilities reweighted by effective-number weights and renormalised.
+
+References:
+  Zhang et al., Balanced knowledge distillation for long-tailed learning, 2021.
+"""
+
+import jax.numpy as jnp
+
+from krd_jax import methods
+from krd_jax import priors
+from krd_jax.losses import kd as kd_losses
+from krd_jax.methods import base
+
+
+def build(counts, temperature, kd_weight, beta_en):
+  weights = jnp.asarray(priors.effective_number_weights(counts, beta_en))
+  ce_fn = base.student_ce(counts, "ce")
+
+  def fn(out, distill_scale):
+    dist = jnp.mean(kd_losses.bkd_loss(out.student_logits, base.need(out, "teacher_logits"),
+                                       weights, temperature))
+    return base.total(ce_fn(out), {"bkd": kd_weight * dist}, distill_scale)
+
+  return base.StudentObjective(fn, needs_teacher=True, needs_projector=False)
+
+
+METHOD = methods.register(base.Method(
+    name="bkd", title="BKD",
+    params={"temperature": base.temperature(), "kd_weight": base.weight(),
+            "beta_en": base.Param(0.9999, "effective-number beta", low=0.0, high=1.0,
+                                  high_open=True)},
+    build=build, uses_teacher=lambda hp: True))

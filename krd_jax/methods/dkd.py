@@ -1,0 +1,30 @@
+"""Decoupled knowledge distillation: CE + alpha TCKD + beta NCKD, tempered.
+
+References:
+  Zhao et al., Decoupled knowledge distillation, CVPR 2022.
+"""
+
+import jax.numpy as jnp
+
+from krd_jax import methods
+from krd_jax.losses import kd as kd_losses
+from krd_jax.methods import base
+
+
+def build(counts, alpha, beta, temperature):
+  ce_fn = base.student_ce(counts, "ce")
+
+  def fn(out, distill_scale):
+    dist = jnp.mean(kd_losses.dkd_loss(
+        out.student_logits, base.need(out, "teacher_logits"), base.need(out, "labels"),
+        alpha, beta, temperature))
+    return base.total(ce_fn(out), {"dkd": dist}, distill_scale)
+
+  return base.StudentObjective(fn, needs_teacher=True, needs_projector=False)
+
+
+METHOD = methods.register(base.Method(
+    name="dkd", title="DKD",
+    params={"alpha": base.weight(1.0, "TCKD weight"), "beta": base.weight(8.0, "NCKD weight"),
+            "temperature": base.temperature()},
+    build=build, uses_teacher=lambda hp: True))

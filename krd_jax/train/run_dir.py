@@ -1,0 +1,64 @@
+"""A run's folder: what configuration it holds, and files written whole or not at all.
+
+Layout of a workdir:
+  teacher/                 the teacher run (checkpoints/, final/, teacher.json)
+  students/<name>/         one folder per student run (checkpoints/, final.json)
+Each run folder also holds config.json (what resume must match), metrics.jsonl and
+TensorBoard summaries (krd_jax.train.run_log).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import ml_collections
+
+from krd_jax import checks
+from krd_jax import distributed
+
+
+def role_json(cfg: ml_collections.ConfigDict, role: str) -> dict:
+  """The parts of the config that define a run of `role` (what resume must match)."""
+  keys = ["seed", "compute_dtype", "data", role]
+  out = {k: json.loads(cfg[k].to_json_best_effort()) if isinstance(
+      cfg[k], ml_collections.ConfigDict) else cfg[k] for k in keys}
+  if role == "student":
+    out["method_kwargs"] = cfg.methods[cfg.student.method].to_dict()
+  return json.loads(json.dumps(out, default=str))
+
+
+def write_json_atomic(path: str, value: Any, **kwargs) -> None:
+  """Writes JSON via a temporary file and a rename: a kill leaves old or new, whole.
+
+  Process 0 writes; every process returns once the file is in place.
+  """
+  with distributed.primary_writes(f"write {path}") as write:
+    if write:
+      tmp = path + ".tmp"
+      with open(tmp, "w") as f:
+        json.dump(value, f, **kwargs)
+      os.replace(tmp, path)
+
+
+def check_run_dir(run_dir: str, cfg_json: dict) -> None:
+  """Claims `run_dir` for a run of `cfg_json`, refusing one that holds another run."""
+  path = os.path.join(run_dir, "config.json")
+  exists = os.path.exists(path)
+  # Every process decides on what it saw before process 0 may write the file.
+  distributed.barrier(f"check {run_dir}")
+  if exists:
+    with open(path) as f:
+      previous = json.load(f)
+    if previous != cfg_json:
+      changed = sorted(k for k in set(previous) | set(cfg_json)
+                       if previous.get(k) != cfg_json.get(k))
+      raise checks.InputError(
+          f"config.workdir={os.path.dirname(os.path.normpath(run_dir))!r}: {run_dir} holds "
+          f"a run with another configuration (differs in {changed}); allowed: another "
+          "workdir, or delete that folder")
+    return
+  if distributed.is_primary():
+    os.makedirs(run_dir, exist_ok=True)
+  write_json_atomic(path, cfg_json, indent=1, sort_keys=True)

@@ -1,0 +1,179 @@
+"""A student run: its method's objective, its state, its step, trained or evaluated.
+
+`student_setup` is the one place a student run is built (solo runs here, seed groups
+in `krd_jax.train.seeds`): the method (krd_jax.methods) supplies the objective and
+its per-run constants, computed from the teacher and the data once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+from jax.sharding import Mesh
+
+from krd_jax import checks
+from krd_jax import methods
+from krd_jax import sharding
+from krd_jax.data import loader as loader_lib
+from krd_jax.train import checkpoints as ckpt_lib
+from krd_jax.train import evaluation
+from krd_jax.train import hooks
+from krd_jax.train import loop
+from krd_jax.train import optim
+from krd_jax.train import run_dir as run_dir_lib
+from krd_jax.train import state as state_lib
+from krd_jax.train import steps as steps_lib
+from krd_jax.train import teacher as teacher_lib
+from krd_jax.train.state import TrainState
+
+
+def method_constants(cfg: ml_collections.ConfigDict, teacher: teacher_lib.Teacher | None,
+                     ds, mesh: Mesh) -> dict:
+  """The per-run constants of `cfg.student.method` (KRDistill: its ETF anchors)."""
+  method = methods.get(cfg.student.method)
+  context = methods.RunContext(
+      num_classes=ds.num_classes, seed=cfg.seed,
+      class_means=functools.partial(teacher_lib.class_means, teacher, cfg, ds, mesh))
+  return method.constants(method.check(cfg.methods[method.name].to_dict()), context)
+
+
+@dataclasses.dataclass
+class StudentSetup:
+  """Everything a student run builds before its first step (nothing placed or written).
+
+  Attributes:
+    loader: its training batches.
+    state: the fresh state at step 0, on the host, without the teacher.
+    teacher_variables: the teacher's variables if the objective reads a teacher.
+    rng: the run's training key (folded with the step inside the step).
+    step: the unjitted (state, batch, rng) -> (state, metrics).
+    eval_step: the unjitted evaluation step of the student model.
+    constants: the method's per-run constants (ETF anchors for krd).
+  """
+  loader: loader_lib.DatasetLoader
+  state: TrainState
+  teacher_variables: Any
+  rng: jax.Array
+  step: Callable
+  eval_step: Callable
+  constants: dict
+
+
+def student_setup(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
+                  teacher: teacher_lib.Teacher | None,
+                  constants: dict | None = None) -> StudentSetup:
+  """Builds the student run of `cfg.student` (shared by solo and parallel-seed runs).
+
+  Args:
+    cfg, ds, mesh, teacher: the run.
+    constants: the method's per-run constants if already computed (seeds of one
+      run share them: the teacher's class means take a pass over the training set).
+  """
+  scfg = cfg.student
+  method = methods.get(scfg.method)
+  if constants is None:
+    constants = method_constants(cfg, teacher, ds, mesh)
+  objective = method.objective(ds.train_counts, cfg.methods[scfg.method].to_dict(),
+                               constants)
+  if objective.needs_teacher and teacher is None:
+    raise ValueError(f"student.method={scfg.method!r} needs a teacher")
+  model = state_lib.build_model(scfg, ds.num_classes, state_lib.compute_dtype(cfg))
+  loader = loader_lib.DatasetLoader(ds, scfg.batch_size, mesh, cfg.seed)
+  tx = optim.make_optimizer(scfg.optim, loader.steps_per_epoch, scfg.epochs)
+  rng_init, rng_proj, rng_train = jax.random.split(jax.random.PRNGKey(cfg.seed + 1), 3)
+  variables = state_lib.init_variables(model, ds.image_shape, rng_init)
+  params = {"model": variables["params"]}
+  projector = None
+  if objective.needs_projector:
+    # g: student features -> the rectified teacher's space (a student parameter).
+    projector = nn.Dense(constants["anchors"].shape[0], name="projector")
+    _, student_features = model.apply(
+        {"params": params["model"], "batch_stats": variables["batch_stats"]},
+        jnp.zeros((1, *ds.image_shape)), train=False)
+    params["projector"] = projector.init(rng_proj, student_features)["params"]
+  teacher_model = teacher.model if objective.needs_teacher else None
+  preprocess = steps_lib.dataset_preprocess(cfg, ds)
+  return StudentSetup(
+      loader=loader,
+      state=state_lib.create_state(params, variables["batch_stats"], tx),
+      teacher_variables=teacher.variables if objective.needs_teacher else None,
+      rng=rng_train,
+      step=steps_lib.make_student_step(
+          model, teacher_model, projector, objective, tx, preprocess,
+          scfg.distill_warmup_epochs * loader.steps_per_epoch),
+      eval_step=steps_lib.make_eval_step(model, preprocess, ds.num_classes),
+      constants=constants)
+
+
+def private_teacher_copy(teacher_variables: Any) -> Any:
+  """A copy the step may donate: the caller's teacher must survive for the next run."""
+  if teacher_variables is None:
+    return None
+  return jax.tree.map(jnp.copy, teacher_variables)
+
+
+def train_student(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
+                  teacher: teacher_lib.Teacher | None, run_dir: str,
+                  evaluate_only: bool = False) -> dict:
+  """Distils (or trains, for teacher-free methods) the student of `cfg.student`.
+
+  Args:
+    cfg, ds, mesh, teacher: the run.
+    run_dir: the student's run folder.
+    evaluate_only: evaluate the newest intact checkpoint of run_dir as it is: no
+      training, nothing written.
+
+  Returns:
+    The final test summary (metrics.summarize), also written to run_dir/final.json;
+    with evaluate_only, {"step", "test", "val"} of the checkpoint.
+  """
+  if evaluate_only and not os.path.isdir(os.path.join(run_dir, "checkpoints")):
+    raise checks.InputError(f"no student run to evaluate in {run_dir}; train it first "
+                            "(python -m krd_jax student ...)")
+  scfg = cfg.student
+  setup = student_setup(cfg, ds, mesh, teacher)
+  state = sharding.replicate(
+      setup.state.replace(teacher=private_teacher_copy(setup.teacher_variables)), mesh)
+  step_fn = steps_lib.jit_train_step(setup.step, mesh)
+  eval_step = steps_lib.jit_eval_step(setup.eval_step, mesh)
+
+  def eval_fn(s: TrainState, split: str) -> dict:
+    return evaluation.evaluate(eval_step, s.model_variables(), ds, split, mesh)
+
+  # Only now is anything written: every check above runs first.
+  run_dir_lib.check_run_dir(run_dir, run_dir_lib.role_json(cfg, "student"))
+  if evaluate_only:
+    return _evaluate_checkpoint(cfg, state, run_dir, eval_fn, ds)
+  state = loop.fit(run_dir=run_dir, cfg=cfg, role_cfg=scfg, state=state, step_fn=step_fn,
+                   eval_fn=eval_fn, loader=setup.loader, rng=setup.rng,
+                   desc=f"student {scfg.model} {scfg.method}",
+                   select_split=evaluation.select_split(ds))
+  test, val = evaluation.test_and_val(lambda split: eval_fn(state, split), ds)
+  hooks.reached("student_final")
+  run_dir_lib.write_json_atomic(os.path.join(run_dir, "final.json"),
+                                {"method": scfg.method, "model": scfg.model, "test": test,
+                                 "val": val})
+  return test
+
+
+def _evaluate_checkpoint(cfg, state: TrainState, run_dir: str, eval_fn: Callable,
+                         ds) -> dict:
+  """Test (and validation) summaries of the newest intact checkpoint in run_dir."""
+  checkpoints = ckpt_lib.RunCheckpoints(os.path.join(run_dir, "checkpoints"),
+                                        keep=cfg.keep_checkpoints)
+  try:
+    restored = checkpoints.restore_latest(state)
+  finally:
+    checkpoints.close()
+  if restored is None:
+    raise checks.InputError(f"no intact checkpoint to evaluate in {run_dir}/checkpoints")
+  state = restored[0]
+  test, val = evaluation.test_and_val(lambda split: eval_fn(state, split), ds)
+  return {"step": int(jax.device_get(state.step)), "test": test, "val": val}

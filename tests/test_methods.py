@@ -1,0 +1,133 @@
+"""The method registry: each layer asks a method, so a new method is one module.
+
+A toy method registered here, and nowhere else, goes through the config defaults,
+validation (bad values refused with exit 2 and nothing written), the CLI, the
+teacher, its per-run constants and a vmapped seed group.
+"""
+
+import json
+import os
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from krd_jax import __main__ as cli_lib
+from krd_jax import config as config_lib
+from krd_jax import methods
+from krd_jax import validate
+from krd_jax.losses import long_tail
+from krd_jax.methods import base
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = f"{REPO}/experiments/configs/digits_lt.py:local"
+FAST = ("--config.progress=False", "--config.teacher.epochs=2", "--config.student.epochs=2",
+        "--config.eval_every_epochs=1", "--config.checkpoint_every_epochs=1")
+
+
+def _toy_build(counts, weight, anchor_scale=None):
+  """CE + weight * anchor_scale * mean squared logit gap to the teacher."""
+  ce_fn = base.student_ce(counts)
+
+  def fn(out, distill_scale):
+    gap = jnp.mean((out.student_logits - base.need(out, "teacher_logits")) ** 2)
+    return base.total(ce_fn(out), {"gap": weight * anchor_scale * gap}, distill_scale)
+
+  return base.StudentObjective(fn, needs_teacher=True, needs_projector=False)
+
+
+def _toy_constants(hparams, context):
+  # Reads the teacher's class means, as KRDistill's anchors do.
+  means = context.class_means()
+  assert means.shape[0] == context.num_classes
+  return {"anchor_scale": float(1.0 / (1.0 + np.linalg.norm(means, axis=1).mean()))}
+
+
+TOY = base.Method(
+    name="toy_gap", title="Toy gap", build=_toy_build, constants=_toy_constants,
+    params={"weight": base.Param(0.5, "gap weight", low=0.0, high=1.0)},
+    uses_teacher=lambda hp: hp["weight"] > 0)
+
+
+@pytest.fixture
+def toy():
+  methods.register(TOY)
+  yield TOY
+  methods.unregister(TOY.name)
+
+
+def test_registered_method_appears_in_the_config_and_leaves_with_it(toy):
+  assert config_lib.default_config().methods.toy_gap.weight == 0.5
+  methods.unregister(toy.name)
+  assert "toy_gap" not in config_lib.default_config().methods
+  methods.register(toy)
+
+
+def test_method_checks_its_own_values(toy):
+  with pytest.raises(validate.InputError, match=r"config\.methods\.toy_gap\.weight=2\.0 is "
+                     r"not allowed; allowed: a number >= 0 and <= 1"):
+    toy.check({"weight": 2.0})
+  with pytest.raises(validate.InputError, match="keys of methods.toy_gap: weight"):
+    toy.check({"wieght": 0.1})
+  assert toy.needs_teacher({}) and not toy.needs_teacher({"weight": 0.0})
+  with pytest.raises(ValueError, match="already registered"):
+    methods.register(toy)
+
+
+def test_objective_golden(toy):
+  counts = np.array([6, 3, 1])
+  rng = np.random.default_rng(0)
+  s, t = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+  y = np.array([0, 1, 2, 0, 1])
+  objective = methods.objective("toy_gap", counts, weight=0.4, anchor_scale=0.5)
+  loss, metrics = objective.fn(methods.StudentOutputs(
+      student_logits=jnp.asarray(s, jnp.float32), teacher_logits=jnp.asarray(t, jnp.float32),
+      labels=jnp.asarray(y)), 0.5)
+  log_softmax = s - np.log(np.exp(s).sum(1, keepdims=True))
+  ce = -np.mean(log_softmax[np.arange(5), y])
+  np.testing.assert_allclose(loss, ce + 0.5 * 0.4 * 0.5 * np.mean((s - t) ** 2), rtol=1e-5)
+  np.testing.assert_allclose(metrics["ce"], long_tail.cross_entropy(s, y).mean(), rtol=1e-5)
+
+
+def test_toy_method_runs_through_the_cli_and_a_seed_group(toy, tmp_path, capsys):
+  workdir = tmp_path / "w"
+  rc = cli_lib.cli(["krd_jax", "student", f"--config={CONFIG}", f"--config.workdir={workdir}",
+                    "--config.student.method=toy_gap", "--config.methods.toy_gap.weight=3.0",
+                    *FAST])
+  assert rc == cli_lib.EXIT_BAD_INPUT
+  assert "config.methods.toy_gap.weight=3.0" in capsys.readouterr().err
+  assert not workdir.exists()
+
+  rc = cli_lib.cli(["krd_jax", "student", f"--config={CONFIG}", f"--config.workdir={workdir}",
+                    "--config.student.method=toy_gap", "--config.methods.toy_gap.weight=0.25",
+                    *FAST])
+  assert rc == 0, capsys.readouterr().err
+  final = json.loads((workdir / "students" / "toy_gap" / "final.json").read_text())
+  assert final["method"] == "toy_gap" and 0 <= final["test"]["balanced"] <= 100
+  saved = json.loads((workdir / "students" / "toy_gap" / "config.json").read_text())
+  assert saved["method_kwargs"] == {"weight": 0.25}
+  assert (workdir / "teacher" / "teacher.json").exists()  # it asked for a teacher
+
+  # A seed group of the toy method, through the ablation runner's planning and the
+  # vmapped group trainer.
+  from krd_jax import runs
+  from krd_jax.train import seeds as seeds_lib
+  from krd_jax.train import teacher as teacher_lib
+  base_cfg = ml_collections.ConfigDict(
+      cli_lib.parse(["krd_jax", "student", f"--config={CONFIG}", f"--config.workdir={workdir}",
+                     "--config.student.method=toy_gap", *FAST])[1].to_dict())
+  cfgs = []
+  for seed in (0, 1):
+    cfg = ml_collections.ConfigDict(base_cfg.to_dict())
+    cfg.seed = seed
+    cfgs.append(cfg.lock())
+  assert seeds_lib.seed_dependence(cfgs[0]) is None
+  ds = runs.load_data(cfgs[0])
+  mesh = runs.make_mesh(cfgs[0])
+  teacher = teacher_lib.ensure_teacher(cfgs[0], ds, mesh)
+  summaries = seeds_lib.train_students_parallel(
+      cfgs, ds, mesh, teacher, [str(tmp_path / f"s{s}") for s in (0, 1)],
+      str(tmp_path / "group"))
+  assert len(summaries) == 2 and all((tmp_path / f"s{s}" / "final.json").exists()
+                                     for s in (0, 1))

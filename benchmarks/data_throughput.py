@@ -6,8 +6,8 @@
 Measures, each as the median of --repeats timed runs of --steps batches (after one
 warm-up run that compiles and fills tf.data buffers):
 
-  in_memory_host      InMemoryLoader alone: host gather + sharded device_put.
-  in_memory_augment   InMemoryLoader + jitted on-device augment (crop + flip) and
+  in_memory_host      DatasetLoader of an in-memory set alone: host gather + sharded device_put.
+  in_memory_augment   the same + jitted on-device augment (crop + flip) and
                       normalize, i.e. everything a training step gets before the model,
                       one jit call per batch (so it includes one dispatch per step).
   augment_only        the same jitted augment + normalize on one resident batch: the
@@ -51,7 +51,12 @@ def _median_rate(run, repeats: int, images_per_run: int) -> float:
 
 def bench_in_memory(images, labels, mean, std, batch: int, steps: int, repeats: int):
   mesh = sharding.make_mesh()
-  loader = kd.InMemoryLoader(images, labels, batch, mesh, seed=0)
+  ds = kd.LongTailDataset(
+      name="bench", num_classes=int(labels.max()) + 1,
+      class_names=[str(c) for c in range(int(labels.max()) + 1)],
+      train_counts=np.bincount(labels), image_shape=images.shape[1:], mean=mean, std=std,
+      train_images=images, train_labels=np.asarray(labels, np.int32))
+  loader = kd.DatasetLoader(ds, batch, mesh, seed=0)
   steps = min(steps, loader.steps_per_epoch)
 
   @jax.jit

@@ -29,7 +29,6 @@ command is run again.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import sys
@@ -39,7 +38,7 @@ EXIT_BAD_INPUT = 2
 EXIT_NONFINITE = 3
 EXIT_WRITE_FAILED = 4
 EXIT_PREEMPTED = 128 + 15  # What a shell reports for SIGTERM: schedulers requeue on it.
-_OVERRIDE = re.compile(r"^--?(no)?config\.([^=]+)(=.*)?$")
+_OVERRIDE = re.compile(r"^--?(?:no)?config\.([^=]+)(=.*)?$")
 
 
 class _UsageError(Exception):
@@ -54,47 +53,16 @@ def _default_config_path() -> str:
 # ----------------------------------------------------------------------------- parsing
 
 
-def _split_argv(argv: list[str]) -> tuple[list[str], str | None, list[str]]:
-  """(positional args, --config value or None, override paths) of argv[1:]."""
-  positional, config, overrides = [], None, []
-  args = argv[1:]
-  i = 0
-  while i < len(args):
-    arg = args[i]
-    if not arg.startswith("-"):
-      positional.append(arg)
-    elif re.match(r"^--?config(=|$)", arg):
-      if "=" in arg:
-        config = arg.split("=", 1)[1]
-      elif i + 1 < len(args):
-        config, i = args[i + 1], i + 1
-      else:
-        raise _UsageError("flag --config needs a value; allowed: --config=FILE[:ARG]")
-    elif _OVERRIDE.match(arg):
-      overrides.append(_OVERRIDE.match(arg).group(2))
-      if "=" not in arg and not _OVERRIDE.match(arg).group(1) and i + 1 < len(args) \
-          and not args[i + 1].startswith("-"):
-        i += 1  # "--config.key value": the value is the next argument.
-    else:
-      name = arg.lstrip("-").split("=", 1)[0]
-      raise _UsageError(f"unknown flag --{name}; allowed: --config=FILE[:ARG] and "
-                        "--config.<key>=VALUE")
-    i += 1
-  return positional, config, overrides
-
-
-def _load_config(sys_argv: list[str]):
-  """The config file's ConfigDict with the overrides in `sys_argv` applied."""
+def _config_flag(argv: list[str] | None):
+  """A fresh absl FlagValues holding --config (and, given argv, its --config.* overrides)."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   values = flags.FlagValues()
   config_flags.DEFINE_config_file("config", _default_config_path(),
                                   "run configuration (a Python config file)",
-                                  flag_values=values, lock_config=True, sys_argv=sys_argv)
-  values(sys_argv)
-  config = values.config
-  config.keys()  # A config file that failed to load raises only when first read.
-  return config
+                                  flag_values=values, lock_config=True,
+                                  sys_argv=argv or [sys.argv[0]])
+  return values
 
 
 def _last_line(error: BaseException) -> str:
@@ -102,20 +70,55 @@ def _last_line(error: BaseException) -> str:
   return lines[-1] if lines else type(error).__name__
 
 
-def _check_override_keys(base, overrides: list[str]) -> None:
-  """Every override must name an existing key; else list the allowed ones."""
-  for path in overrides:
-    node, walked = base, []
-    for part in path.split("."):
-      keys = list(node.keys()) if hasattr(node, "keys") else []
-      if part not in keys:
-        parent = ".".join(["config", *walked])
-        close = difflib.get_close_matches(part, keys, n=1)
-        hint = f" (did you mean {'.'.join([*walked, close[0]])}?)" if close else ""
-        allowed = ", ".join(sorted(keys)) if keys else "none (it is not a ConfigDict)"
-        raise _UsageError(f"unknown config key config.{path}{hint}; allowed keys under "
-                          f"{parent}: {allowed}")
-      node, walked = node[part], [*walked, part]
+def parse(argv: list[str]):
+  """(command, locked ConfigDict) from a command line, parsed by absl's config_flags.
+
+  absl parses twice: first --config alone (the other flags left over), so each
+  override can be checked against the loaded config with one message naming the
+  allowed keys; then everything, typed by the config's fields.
+
+  Raises:
+    _UsageError: unknown command, flag or key, a value of the wrong type, or a
+      config file that does not load (one-line message).
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from krd_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  base_values = _config_flag(None)
+  try:
+    rest = base_values(list(argv), known_only=True)
+    base = base_values.config
+    base.keys()  # A config file that failed to load raises only when first read.
+  except flags.Error as error:  # e.g. "--config" without a value
+    raise _UsageError(f"{_last_line(error)}; allowed: --config=FILE[:ARG]") from None
+  except Exception as error:  # pylint: disable=broad-except
+    where = base_values["config"].config_filename or _default_config_path()
+    raise _UsageError(f"config file {where} does not load: {_last_line(error)}") from None
+  positional, i = [], 1
+  while i < len(rest):
+    arg, match = rest[i], _OVERRIDE.match(rest[i])
+    if match:
+      try:
+        config_lib.lookup(base, match.group(1))
+      except ValueError as error:
+        raise _UsageError(str(error)) from None
+      if match.group(2) is None and i + 1 < len(rest) and not rest[i + 1].startswith("-"):
+        i += 1  # "--config.key value": the value is the next argument.
+    elif arg.startswith("-"):
+      raise _UsageError(f"unknown flag --{arg.lstrip('-').split('=', 1)[0]}; allowed: "
+                        "--config=FILE[:ARG] and --config.<key>=VALUE")
+    else:
+      positional.append(arg)
+    i += 1
+  if len(positional) != 1 or positional[0] not in COMMANDS:
+    got = " ".join(positional) or "nothing"
+    raise _UsageError(f"command {got!r} is not allowed; allowed: one of "
+                      f"{', '.join(COMMANDS)} (python -m krd_jax COMMAND [--config=...])")
+  values = _config_flag(list(argv))
+  try:
+    values(list(argv))
+  except flags.Error as error:
+    raise _UsageError(_type_error_message(base, error)) from None
+  return positional[0], values.config
 
 
 def _type_error_message(base, error: BaseException) -> str:
@@ -124,40 +127,10 @@ def _type_error_message(base, error: BaseException) -> str:
   if not match:
     return f"bad command line: {_last_line(error)}"
   key, value, reason = match.groups()
-  try:
-    node = base
-    for part in key.split("."):
-      node = node[part]
-    wanted = "a ConfigDict" if hasattr(node, "keys") else f"a value of type {type(node).__name__}"
-  except (KeyError, AttributeError):
-    wanted = "a value of the key's type"
+  from krd_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  node = config_lib.lookup(base, key)
+  wanted = "a ConfigDict" if hasattr(node, "keys") else f"a value of type {type(node).__name__}"
   return f"config.{key}={value!r} has the wrong type; allowed: {wanted} ({reason.strip()})"
-
-
-def parse(argv: list[str]):
-  """(command, locked ConfigDict) from a command line.
-
-  Raises:
-    _UsageError: unknown command, flag or key, a value of the wrong type, or a
-      config file that does not load (one-line message).
-  """
-  positional, config_path, overrides = _split_argv(argv)
-  if len(positional) != 1 or positional[0] not in COMMANDS:
-    got = " ".join(positional) or "nothing"
-    raise _UsageError(f"command {got!r} is not allowed; allowed: one of "
-                      f"{', '.join(COMMANDS)} (python -m krd_jax COMMAND [--config=...])")
-  base_argv = [argv[0]] + ([f"--config={config_path}"] if config_path is not None else [])
-  try:
-    base = _load_config(base_argv)
-  except Exception as error:  # pylint: disable=broad-except
-    where = config_path or _default_config_path()
-    raise _UsageError(f"config file {where} does not load: {_last_line(error)}") from None
-  _check_override_keys(base, overrides)
-  try:
-    cfg = _load_config(list(argv))
-  except Exception as error:  # pylint: disable=broad-except
-    raise _UsageError(_type_error_message(base, error)) from None
-  return positional[0], cfg
 
 
 # ----------------------------------------------------------------------------- running
@@ -233,27 +206,46 @@ def run(command: str, cfg) -> int:
   return 0
 
 
-def cli(argv: list[str]) -> int:
-  """The whole command line; returns the exit status instead of exiting."""
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+def _parse_or_exit(argv: list[str]):
+  """absl's flags_parser for `app.run`: (command, cfg), or the help text / the one-line
+  usage error and its exit status."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
   if any(arg in ("-h", "--help", "--helpfull") for arg in argv[1:]):
     print(__doc__)
-    return 0
+    sys.exit(0)
+  flags.FLAGS([argv[0]])  # absl's own flags keep their defaults (app.run reads them).
   try:
-    command, cfg = parse(argv)
+    return parse(argv)
   except _UsageError as error:
     _say("error", error)
-    return EXIT_BAD_INPUT
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def cli(argv: list[str]) -> int:
+  """The whole command line in this process; returns the exit status instead of exiting
+  (what `main` does, for tests and notebooks)."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  try:
+    command, cfg = _parse_or_exit(argv)
+  except SystemExit as done:
+    return int(done.code or 0)
   return run(command, cfg)
 
 
 def main() -> None:
+  """The console script: absl's `app.run` with our parser and exit statuses."""
   import logging  # pylint: disable=g-import-not-at-top
-  # One format for our warnings and the libraries' (force: an import may have
-  # configured the root logger already).
-  logging.basicConfig(level=logging.WARNING, format="krd_jax: %(levelname)s: %(message)s",
-                      force=True)
-  sys.exit(cli(sys.argv))
+  from absl import app  # pylint: disable=g-import-not-at-top
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+  def run_parsed(parsed) -> None:
+    # One format for our warnings and the libraries' (force: app.run installed absl's
+    # handler on the root logger).
+    logging.basicConfig(level=logging.WARNING, format="krd_jax: %(levelname)s: %(message)s",
+                        force=True)
+    sys.exit(run(*parsed))
+
+  app.run(run_parsed, flags_parser=_parse_or_exit)
 
 
 if __name__ == "__main__":

@@ -45,13 +45,23 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def splits_evenly(global_batch: Any, num_devices: int) -> tuple[bool, int]:
+  """(whether `global_batch` is a positive integer multiple of `num_devices`, the
+  nearest one that is): the one rule for every batch check."""
+  ok = (isinstance(global_batch, int) and not isinstance(global_batch, bool)
+        and global_batch > 0 and global_batch % num_devices == 0)
+  near = global_batch if isinstance(global_batch, int) else 0
+  return ok, max(num_devices, near // num_devices * num_devices)
+
+
 def check_global_batch(global_batch: int, mesh: Mesh) -> None:
   """Raises ValueError unless the global batch splits evenly over the mesh."""
   n = mesh.devices.size
-  if global_batch <= 0 or global_batch % n:
+  ok, example = splits_evenly(global_batch, n)
+  if not ok:
     raise ValueError(
         f"global batch size {global_batch} must be a positive multiple of the "
-        f"{n} device(s) on the '{DATA_AXIS}' axis; use e.g. {max(n, global_batch // n * n) or n}")
+        f"{n} device(s) on the '{DATA_AXIS}' axis; use e.g. {example}")
 
 
 def batch_sharding(mesh: Mesh, batch_axis: int = 0) -> NamedSharding:

@@ -4,21 +4,18 @@
 workdir: each config value against its allowed range, the global batch against the
 device count, the method's hyper-parameters, a reused teacher against the configured
 model and class count, and the files of a bring-your-own-data folder. The first
-problem raises `InputError`, whose message is one line naming the key, the value and
-what is allowed; the CLI prints it and exits with status 2.
+problem raises `InputError` (krd_jax.checks), whose message is one line naming the
+key, the value and what is allowed; the CLI prints it and exits with status 2.
 
-Image folders: files whose extension tfds.ImageFolder reads (.jpg, .jpeg, .png) must
-be JPEG or PNG images (checked by their first bytes); if any is not (unreadable,
-empty, another format under an image name) the run is refused with a count and
-examples, because skipping them would silently change the class counts the
-long-tail profile is built from. Files with other extensions are not images by name
-and are ignored, as tfds.ImageFolder ignores them, with a warning giving their count.
+What is checked lives with what it protects: each method checks its own
+hyper-parameters (krd_jax.methods), an image folder's files are checked by
+`krd_jax.data.image_folder.check_image_folder`; this module walks the config and asks
+them.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import os
 from typing import Any, Callable
@@ -30,18 +27,21 @@ from krd_jax import checks
 from krd_jax import config as config_lib
 from krd_jax import distributed
 from krd_jax import methods as methods_lib
+from krd_jax import sharding
+from krd_jax.data import image_folder
 from krd_jax.data import profiles
 from krd_jax.data import sources
 from krd_jax.losses import registry
 from krd_jax.models import registry as models
+from krd_jax.train import checkpoints
 from krd_jax.train import metrics
 from krd_jax.train import optim
+from krd_jax.train import teacher as teacher_lib
 from krd_jax.checks import InputError  # noqa: F401  (re-exported: callers catch it here)
 
 log = logging.getLogger(__name__)
 
 COMMANDS = ("demo", "teacher", "student")
-_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
 # Datasets read from files under data_dir (the others default to tfds' own folder).
 _NEEDS_DATA_DIR = ("image_folder", "imagenet_lt", "places_lt")
 _fail = checks.fail
@@ -194,8 +194,8 @@ def _check_role(cfg: ml_collections.ConfigDict, role: str, devices: int) -> None
                      f"{error}") from None
   epochs = check_int(cfg, f"{role}.epochs", 1)
   batch = _get(cfg, f"{role}.batch_size")
-  if not _is_int(batch) or batch < 1 or batch % devices:
-    example = max(devices, (batch if _is_int(batch) else 0) // devices * devices)
+  ok, example = sharding.splits_evenly(batch, devices)
+  if not ok:
     _fail(f"{role}.batch_size", batch, f"a positive multiple of the {devices} device(s) "
           f"the batch is split over (e.g. {example})")
   _check_optim(cfg, f"{role}.optim", epochs)
@@ -253,7 +253,7 @@ def check_teacher(cfg: ml_collections.ConfigDict, command: str) -> None:
     return
   given = cfg.teacher.checkpoint
   run_dir = given or os.path.join(cfg.workdir, "teacher")
-  meta = _read_teacher_meta(run_dir)
+  meta = checkpoints.read_teacher_meta(run_dir)
   if meta is None:
     if given:
       method = (f"student.method={cfg.student.method!r}" if command == "student"
@@ -262,7 +262,8 @@ def check_teacher(cfg: ml_collections.ConfigDict, command: str) -> None:
             f"a teacher run folder holding teacher.json ({method} needs a teacher and "
             "this folder holds no complete one), or '' to train one in <workdir>/teacher")
     return
-  mismatch = _teacher_mismatch(cfg, meta)
+  mismatch = teacher_lib.meta_mismatch(meta, teacher_lib.expected_meta(
+      cfg, known_num_classes(cfg)))
   if mismatch is None:
     return
   if given:
@@ -271,73 +272,14 @@ def check_teacher(cfg: ml_collections.ConfigDict, command: str) -> None:
         f"(it needs {mismatch}); use another workdir")
 
 
-def _teacher_mismatch(cfg: ml_collections.ConfigDict, meta: dict) -> str | None:
-  """How a saved teacher's metadata differs from the configured teacher, or None."""
-  expected = {"model": cfg.teacher.model, "model_kwargs": cfg.teacher.model_kwargs.to_dict(),
-              "num_classes": known_num_classes(cfg)}
-  for field, value in expected.items():
-    if value is not None and meta.get(field) != value:
-      return (f"{field}={value!r} (config.teacher / config.data), not "
-              f"{field}={meta.get(field)!r} as saved")
-  return None
-
-
-def _read_teacher_meta(run_dir: str) -> dict | None:
-  path = os.path.join(run_dir, "teacher.json")
-  try:
-    with open(path) as f:
-      meta = json.load(f)
-  except (OSError, ValueError):
-    return None
-  return meta if isinstance(meta, dict) else None
-
-
 def known_num_classes(cfg: ml_collections.ConfigDict) -> int | None:
   """The dataset's class count where it is known without decoding anything."""
   if cfg.data.name == "image_folder":
     try:
-      return len(sources.list_image_folder(os.path.expanduser(cfg.data.data_dir))[1])
+      return len(image_folder.list_image_folder(os.path.expanduser(cfg.data.data_dir))[1])
     except ValueError:
       return None
   return sources.DATASET_DEFAULTS[cfg.data.name].get("num_classes")
-
-
-# ----------------------------------------------------------------------------- data files
-
-
-def check_image_folder(root: str, max_examples: int = 3) -> None:
-  """Refuses an image folder holding files with image names that are not images.
-
-  Raises:
-    InputError: naming how many such files there are and a few of them.
-  """
-  root = os.path.realpath(os.path.expanduser(root))
-  bad, ignored = [], []
-  for split in sorted(e.name for e in os.scandir(root) if e.is_dir()):
-    for label in sorted(e.name for e in os.scandir(os.path.join(root, split)) if e.is_dir()):
-      for entry in os.scandir(os.path.join(root, split, label)):
-        rel = f"{split}/{label}/{entry.name}"
-        if not entry.name.lower().endswith(sources.IMAGE_EXTENSIONS):
-          ignored.append(rel)
-        elif not _looks_like_image(entry.path):
-          bad.append(rel)
-  if ignored:
-    log.warning("image folder %s: ignoring %d file(s) without an image extension "
-                "(e.g. %s)", root, len(ignored), ", ".join(sorted(ignored)[:max_examples]))
-  if bad:
-    _fail("data.data_dir", root,
-          f"a folder whose .jpg/.jpeg/.png files are all JPEG or PNG images; {len(bad)} "
-          f"are unreadable or not images (e.g. {', '.join(sorted(bad)[:max_examples])}): "
-          "fix or remove them")
-
-
-def _looks_like_image(path: str) -> bool:
-  try:
-    with open(path, "rb") as f:
-      head = f.read(8)
-  except OSError:
-    return False
-  return any(head.startswith(magic) for magic in _IMAGE_MAGIC)
 
 
 # ----------------------------------------------------------------------------- all
@@ -348,4 +290,4 @@ def check_run(cfg: ml_collections.ConfigDict, command: str) -> None:
   check_config(cfg, command)
   check_teacher(cfg, command)
   if cfg.data.name == "image_folder":
-    check_image_folder(cfg.data.data_dir)
+    image_folder.check_image_folder(cfg.data.data_dir)

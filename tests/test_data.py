@@ -16,6 +16,7 @@ import pytest
 
 from krd_jax import sharding
 from krd_jax.data import cache as cache_lib
+from krd_jax.data import loader as loader_lib
 from krd_jax.data import sources
 import krd_jax.data as kd
 
@@ -552,11 +553,21 @@ def test_epoch_permutation_deterministic():
   assert not np.array_equal(a, kd.epoch_permutation(100, seed=2, epoch=2))
 
 
-def test_in_memory_loader_shards_over_devices():
+def _in_memory(images, labels):
+  """A LongTailDataset holding these arrays as they are (train and test alike)."""
+  return kd.LongTailDataset(
+      name="toy", num_classes=int(labels.max()) + 1,
+      class_names=[str(c) for c in range(int(labels.max()) + 1)],
+      train_counts=np.bincount(labels), image_shape=images.shape[1:],
+      mean=np.zeros(3, np.float32), std=np.ones(3, np.float32), train_images=images,
+      train_labels=np.asarray(labels, np.int32), test_images=images, test_labels=labels)
+
+
+def test_dataset_loader_shards_over_devices():
   mesh = sharding.make_mesh()
   assert mesh.devices.size == 4
   images, labels = _toy_arrays()  # 80 examples.
-  loader = kd.InMemoryLoader(images, labels, 16, mesh, seed=0)
+  loader = kd.DatasetLoader(_in_memory(images, labels), 16, mesh, seed=0)
   assert loader.steps_per_epoch == 5
   batches = list(loader.epoch(0))
   assert len(batches) == 5
@@ -572,26 +583,32 @@ def test_in_memory_loader_shards_over_devices():
     np.testing.assert_array_equal(a["image"], b["image"])
   assert not all(np.array_equal(a["label"], b["label"])
                  for a, b in zip(loader.epoch(1), batches))
+  # Across epochs, the epoch and the position in it come from the step.
+  run = list(kd.batches_from(loader, 3, 12))
+  expected = batches[3:] + list(loader.epoch(1)) + list(loader.epoch(2, start_step=0))[:2]
+  assert len(run) == 9
+  for a, b in zip(run, expected):
+    np.testing.assert_array_equal(a["image"], b["image"])
 
 
-def test_in_memory_loader_bad_batch():
+def test_dataset_loader_bad_batch():
   mesh = sharding.make_mesh()
   images, labels = _toy_arrays()
   with pytest.raises(ValueError, match="multiple of the 4 device"):
-    kd.InMemoryLoader(images, labels, 6, mesh, seed=0)
-  with pytest.raises(ValueError, match="no full batch"):
-    kd.InMemoryLoader(images[:3], labels[:3], 4, mesh, seed=0)
+    kd.DatasetLoader(_in_memory(images, labels), 6, mesh, seed=0)
+  three = [np.flatnonzero(labels == c)[0] for c in range(3)]  # one image of 3 classes
+  with pytest.raises(ValueError, match="larger than the 3 training images"):
+    kd.DatasetLoader(_in_memory(images[three], labels[three]), 4, mesh, seed=0)
   with pytest.raises(ValueError, match="labels"):
-    kd.InMemoryLoader(images, labels[:5], 4, mesh, seed=0)
+    next(loader_lib.host_epoch_batches(images, labels[:5], 4, seed=0, epoch=0))
 
 
-def test_in_memory_loader_keep_last():
-  mesh = sharding.make_mesh()
+def test_host_epoch_batches_keep_last():
   images, labels = _toy_arrays(n_per_class=5)  # 20 examples, batch 8 -> 3 steps.
   images[:, 0, 0, 1] = np.arange(20)  # Example ids.
-  loader = kd.InMemoryLoader(images, labels, 8, mesh, seed=0, drop_last=False)
-  batches = list(loader.epoch(0))
-  assert loader.steps_per_epoch == len(batches) == 3
+  batches = list(loader_lib.host_epoch_batches(images, labels, 8, seed=0, epoch=0,
+                                               drop_last=False))
+  assert len(batches) == 3
   seen = np.concatenate([np.asarray(b["image"])[:, 0, 0, 1] for b in batches])
   # Every example at least once; the last batch is completed with 4 repeats.
   assert len(seen) == 24 and set(seen) == set(range(20))
@@ -602,14 +619,14 @@ def test_eval_batches_cover_every_example_once():
   mesh = sharding.make_mesh()
   images, labels = _toy_arrays(n_per_class=5)
   images[:, 0, 0, 1] = np.arange(20)  # Example ids.
-  batches = list(kd.eval_batches(images, labels, 8, mesh))
+  batches = list(kd.eval_batches(_in_memory(images, labels), "test", 8, mesh))
   assert len(batches) == 3
   assert all(b["image"].shape == (8, 4, 4, 3) for b in batches)
   ids = np.concatenate([np.asarray(b["image"])[np.asarray(b["mask"]), 0, 0, 1] for b in batches])
   np.testing.assert_array_equal(ids, np.arange(20))
   assert int(np.asarray(batches[-1]["mask"]).sum()) == 4
   with pytest.raises(ValueError, match="multiple"):
-    next(kd.eval_batches(images, labels, 10, mesh))
+    next(kd.eval_batches(_in_memory(images, labels), "test", 10, mesh))
 
 
 def test_in_memory_dataset_streams(digits_cache):

@@ -9,8 +9,8 @@ run on the same global batches, also after resuming from a collective checkpoint
 
 import json
 import os
+import pathlib
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -53,24 +53,31 @@ def _config(workdir, cache_dir):
   return cfg.lock()
 
 
-def _start_two_processes(workdir, cache_dir, overrides=None):
+def _start_two_processes(workdir, cache_dir, overrides=None, fault_in_process_1=""):
+  """Both processes of the job; `fault_in_process_1` is a KRD_JAX_FAULT directive for
+  process 1 alone (krd_jax.testing.faults)."""
   port = _free_port()
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3",
          "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  env.pop("KRD_JAX_FAULT", None)
   procs = []
   for pid in range(2):
-    cmd = [sys.executable, "-m", "krd_jax", "student",
+    fault = fault_in_process_1 if pid == 1 else ""
+    cmd = [sys.executable, "-m", "krd_jax.testing.run_with_faults" if fault else "krd_jax",
+           "student",
            *[f"--config.{k}={v}" for k, v in {**OVERRIDES, **(overrides or {})}.items()],
            f"--config.workdir={workdir}", f"--config.data.cache_dir={cache_dir}",
            f"--config.distributed.coordinator_address=127.0.0.1:{port}",
            "--config.distributed.num_processes=2", f"--config.distributed.process_id={pid}"]
-    procs.append(subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True))
+    procs.append(subprocess.Popen(cmd, env={**env, "KRD_JAX_FAULT": fault} if fault else env,
+                                  cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True))
   return procs
 
 
-def _launch_two_processes(workdir, cache_dir, overrides=None, expect=0):
-  procs = _start_two_processes(workdir, cache_dir, overrides)
+def _launch_two_processes(workdir, cache_dir, overrides=None, expect=0,
+                          fault_in_process_1=""):
+  procs = _start_two_processes(workdir, cache_dir, overrides, fault_in_process_1)
   outputs = []
   for proc in procs:
     try:
@@ -99,6 +106,17 @@ def _latest_step_dir(run_dir):
   folder = os.path.join(run_dir, "checkpoints")
   steps = sorted(int(name) for name in os.listdir(folder) if name.isdigit())
   return os.path.join(folder, str(steps[-1]))
+
+
+def _garble(directory):
+  """Flips bytes in the middle of the largest file under `directory`; returns it."""
+  files = [os.path.join(d, f) for d, _, fs in os.walk(directory) for f in fs]
+  target = pathlib.Path(max(files, key=os.path.getsize))
+  data = bytearray(target.read_bytes())
+  for i in range(len(data) // 2, len(data) // 2 + 16):
+    data[i] ^= 0x5A
+  target.write_bytes(bytes(data))
+  return target
 
 
 def _leaves(tree):
@@ -142,11 +160,19 @@ def test_two_processes_equal_one_process(tmp_path):
   for m2, m1 in zip(lines_two, lines_one):
     np.testing.assert_allclose(m2.get("loss", 0.0), m1.get("loss", 0.0), rtol=1e-4)
 
-  # Interrupted after the epoch-1 checkpoint: both processes restore it collectively
-  # (checksums over arrays no process holds whole) and finish as before.
-  shutil.rmtree(step_two)
+  # The last checkpoint silently garbled: both processes compute its checksum over
+  # arrays no process holds whole, agree it is damaged, set it aside and resume
+  # collectively from the epoch-1 checkpoint. A SIGTERM reaching process 1 after
+  # training (before final.json) must not leave process 0 waiting in a collective:
+  # outside fit it is kept for the next point both pass together (the next fit), and
+  # this job has none left, so both finish.
+  garbled = _garble(step_two)
   os.remove(two / "students" / "krd" / "final.json")
-  _launch_two_processes(two, cache)
+  outputs = _launch_two_processes(two, cache, fault_in_process_1="term@student_final:1")
+  aside = two / "students" / "krd" / "checkpoints.unreadable"
+  assert [p.name for p in aside.iterdir()] and not garbled.exists(), outputs[0][2][-2000:]
+  assert all("skipping unreadable checkpoint" in err for _, _, err in outputs)
+  assert (two / "students" / "krd" / "final.json").exists()
   resumed = _latest_step_dir(str(two / "students" / "krd"))
   assert os.path.basename(resumed) == "8"
   # It resumed at step 4 (a fresh start would have logged steps 2 and 4 again).

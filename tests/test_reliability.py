@@ -26,8 +26,9 @@ from PIL import Image
 
 from krd_jax import __main__ as cli_lib
 from krd_jax import runs
-from krd_jax import validate
 from krd_jax.config import default_config
+from krd_jax import data as kd_data
+from krd_jax.data import image_folder
 from krd_jax.data import loader as loader_lib
 from krd_jax.train import checkpoints as ckpt_lib
 from krd_jax.testing import faults
@@ -262,7 +263,12 @@ def test_kills_preemption_and_corruption_resume_bitwise(tmp_path, data_cache, ja
 def test_resumed_loader_sees_the_uninterrupted_order():
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("data",))
   images = np.arange(50, dtype=np.uint8).reshape(50, 1, 1, 1)  # Each image its own id.
-  loader = loader_lib.InMemoryLoader(images, np.arange(50) % 5, 8, mesh, seed=3)
+  labels = np.arange(50) % 5
+  ds = kd_data.LongTailDataset(
+      name="ids", num_classes=5, class_names=list("abcde"), train_counts=np.bincount(labels),
+      image_shape=(1, 1, 1), mean=np.zeros(1), std=np.ones(1), train_images=images,
+      train_labels=labels, test_images=images, test_labels=labels)
+  loader = loader_lib.DatasetLoader(ds, 8, mesh, seed=3)
 
   def ids(epoch, start=0):
     return [jax.device_get(b["image"]).ravel().tolist()
@@ -529,15 +535,36 @@ def test_image_folder_with_a_broken_image_is_refused(tmp_path, in_process, capsy
                        f"--config.data.data_dir={root}")
   assert rc == cli_lib.EXIT_BAD_INPUT
   line = _one_error_line(err)
-  assert "config.data.data_dir" in line and "2 are unreadable or not images" in line
+  assert "config.data.data_dir" in line and "2 are unreadable, cut short or not images" in line
   assert "train/a/broken.jpg" in line and not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_image_folder_with_a_truncated_image_is_refused(tmp_path, in_process, capsys, fmt):
+  """A file cut short after a valid header (an interrupted copy) is refused like any
+  unreadable image, not passed to the decoder."""
+  root = _image_folder(tmp_path / "folder")
+  pixels = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+  whole = root / "train" / "a" / f"whole.{fmt.lower()}"
+  Image.fromarray(pixels).save(whole, format=fmt)
+  data = whole.read_bytes()
+  # Whole files pass, trailing padding included; the same bytes cut short do not.
+  (root / "train" / "b" / f"padded.{fmt.lower()}").write_bytes(data + b"\0" * 10)
+  image_folder.check_image_folder(str(root))
+  (root / "train" / "b" / f"cut.{fmt.lower()}").write_bytes(data[:len(data) // 2])
+  rc, err = in_process(capsys, "teacher", tmp_path / "w", "--config.data.name=image_folder",
+                       f"--config.data.data_dir={root}")
+  assert rc == cli_lib.EXIT_BAD_INPUT
+  line = _one_error_line(err)
+  assert f"1 are unreadable, cut short or not images (e.g. train/b/cut.{fmt.lower()})" in line
+  assert not (tmp_path / "w").exists()
 
 
 def test_image_folder_ignores_non_image_files_with_a_count(tmp_path, caplog):
   root = _image_folder(tmp_path / "folder")
   (root / "train" / "a" / "README.txt").write_text("notes")
   (root / "train" / "b" / ".DS_Store").write_bytes(b"\0\1")
-  validate.check_image_folder(str(root))
+  image_folder.check_image_folder(str(root))
   assert "ignoring 2 file(s) without an image extension" in caplog.text
 
 

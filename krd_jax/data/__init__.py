@@ -6,7 +6,7 @@ the builders that decode (a cache miss in `load_dataset`, the streaming sources)
 Typical use:
 
   ds = load_dataset("cifar10_lt", imbalance=100)          # 12406 training images
-  loader = InMemoryLoader(ds.train_images, ds.train_labels, 128, mesh, seed=0)
+  loader = DatasetLoader(ds, 128, mesh, seed=0)
   for batch in loader.epoch(epoch):                       # sharded over `data`
     ...  # inside jit: augment(batch["image"], rng) -> normalize(..., ds.mean, ds.std)
 """
@@ -18,14 +18,13 @@ from krd_jax.data.dataset import (
     channel_stats,
     describe,
     from_arrays,
-    load_arrays,
-    save_arrays,
 )
 from krd_jax.data.loader import (
-    InMemoryLoader,
+    DatasetLoader,
+    batches_from,
     epoch_permutation,
     eval_batches,
-    prefetch_to_mesh,
+    start_global,
 )
 from krd_jax.data.profiles import (
     GROUPS,
@@ -35,18 +34,15 @@ from krd_jax.data.profiles import (
     long_tail_indices,
     validation_indices,
 )
-from krd_jax.data.sources import (
-    DATASET_DEFAULTS,
-    DATASET_NAMES,
-    list_image_folder,
-    load_dataset,
-    read_split_list,
-)
+from krd_jax.data.image_folder import list_image_folder
+from krd_jax.data.npz import load_arrays, save_arrays
+from krd_jax.data.sources import DATASET_DEFAULTS, DATASET_NAMES, load_dataset
+from krd_jax.data.streamed_sources import read_split_list
 
 __all__ = [
-    "DATASET_DEFAULTS", "DATASET_NAMES", "GROUPS", "PROFILES", "InMemoryLoader",
+    "DATASET_DEFAULTS", "DATASET_NAMES", "GROUPS", "PROFILES", "DatasetLoader",
     "LongTailDataset", "augment", "channel_stats", "class_groups", "default_cache_dir",
     "describe", "epoch_permutation", "eval_batches", "from_arrays", "list_image_folder",
     "load_arrays", "load_dataset", "long_tail_counts", "long_tail_indices", "normalize",
-    "prefetch_to_mesh", "read_split_list", "save_arrays", "validation_indices",
+    "batches_from", "read_split_list", "start_global", "save_arrays", "validation_indices",
 ]

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from krd_jax.data import dataset as dataset_lib
+from krd_jax.data import npz
 
 CACHE_ENV = "KRD_JAX_CACHE"
 # Part of every key: bump it when a builder changes what it stores.
@@ -77,7 +77,7 @@ def read(path: str | os.PathLike, key: str) -> dict[str, np.ndarray] | None:
     log.warning("cache file %s does not match its manifest (truncated?); rebuilding", path)
     return None
   try:
-    return dataset_lib.read_npz(path)
+    return npz.read_npz(path)
   except Exception as e:  # pylint: disable=broad-except
     log.warning("cache file %s is unreadable (%r); rebuilding", path, e)
     return None
@@ -94,7 +94,7 @@ def write(path: str | os.PathLike, key: str, arrays: dict[str, np.ndarray],
       inspects the cache directory.
   """
   path = pathlib.Path(path)
-  dataset_lib.write_npz_atomic(path, arrays)
+  npz.write_npz_atomic(path, arrays)
   manifest = {"key": key, "sha256": file_sha256(path), "fields": description or {}}
   fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
   with os.fdopen(fd, "w") as f:

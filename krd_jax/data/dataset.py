@@ -7,9 +7,6 @@ Nothing here imports TensorFlow: a dataset saved with `save_arrays` (or cached b
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import tempfile
 import warnings
 from typing import Any, Callable, Iterator, Sequence
 
@@ -22,7 +19,7 @@ Batch = dict[str, np.ndarray]
 # Bumped whenever the saved layout changes, so old files are refused, not misread.
 ARRAYS_FORMAT = 1
 
-_ARRAY_FIELDS = ("train_images", "train_labels", "test_images", "test_labels",
+ARRAY_FIELDS = ("train_images", "train_labels", "test_images", "test_labels",
                  "val_images", "val_labels")
 
 # Per-channel statistics of ImageNet in [0, 1] units, used where the training images
@@ -288,12 +285,7 @@ def profile_counts(pool_counts: np.ndarray, imbalance: float, profile: str,
     n_max = int(pool_counts.min())
   counts = profiles.long_tail_counts(n_max, len(pool_counts), imbalance, profile)
   check_no_empty_class(counts, n_max, imbalance, profile)
-  short = np.flatnonzero(pool_counts < counts)
-  if short.size:
-    c = int(short[0])
-    raise ValueError(
-        f"n_max={n_max} asks class {c} for {counts[c]} images but the pool has "
-        f"{pool_counts[c]}; lower n_max")
+  profiles.check_pool_fills(pool_counts, counts)
   return counts
 
 
@@ -350,95 +342,6 @@ def from_arrays(
       name, arrays[0], train_labels, arrays[1], test_labels, class_names,
       imbalance=imbalance, profile=profile, seed=seed, val_per_class=val_per_class,
       n_max=n_max, info={"source": "arrays"})
-
-
-def dataset_to_arrays(ds: LongTailDataset) -> dict[str, np.ndarray]:
-  """The arrays and metadata of an in-memory dataset, ready for `np.savez`."""
-  if ds.streaming:
-    raise ValueError(f"{ds.name!r} is a streaming dataset; only in-memory ones can be saved")
-  meta = {
-      "format": ARRAYS_FORMAT, "name": ds.name, "num_classes": ds.num_classes,
-      "class_names": ds.class_names, "image_shape": list(ds.image_shape),
-      "info": ds.info,
-  }
-  arrays = {field: getattr(ds, field) for field in _ARRAY_FIELDS}
-  arrays.update(train_counts=ds.train_counts, mean=ds.mean, std=ds.std,
-                meta=np.asarray(json.dumps(meta)))
-  return arrays
-
-
-def dataset_from_arrays(arrays: dict[str, np.ndarray]) -> LongTailDataset:
-  """Inverse of `dataset_to_arrays`; raises ValueError on a malformed file."""
-  try:
-    meta = json.loads(str(arrays["meta"]))
-  except (KeyError, ValueError) as e:
-    raise ValueError(f"not a krd_jax dataset file (no readable metadata): {e}") from None
-  if meta.get("format") != ARRAYS_FORMAT:
-    raise ValueError(f"dataset file format {meta.get('format')} is not {ARRAYS_FORMAT}")
-  missing = [k for k in (*_ARRAY_FIELDS, "train_counts", "mean", "std") if k not in arrays]
-  if missing:
-    raise ValueError(f"dataset file lacks arrays {missing}")
-  return LongTailDataset(
-      name=meta["name"], num_classes=meta["num_classes"], class_names=meta["class_names"],
-      image_shape=tuple(meta["image_shape"]), info=meta["info"],
-      train_counts=arrays["train_counts"], mean=arrays["mean"], std=arrays["std"],
-      **{field: arrays[field] for field in _ARRAY_FIELDS})
-
-
-def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-  """Writes an uncompressed .npz at exactly `path`, via a temporary file and a rename.
-
-  A reader never sees a half-written file: either the old one or the new one.
-  """
-  path = os.fspath(path)
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, **arrays)
-      f.flush()
-      os.fsync(f.fileno())
-    # mkstemp creates the file 0600; give it the permissions a plain open() would.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
-def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-  """Reads every array of an .npz into memory (no pickles allowed)."""
-  with np.load(os.fspath(path), allow_pickle=False) as data:
-    return {k: data[k] for k in data.files}
-
-
-def save_arrays(ds: LongTailDataset, path: str | os.PathLike) -> None:
-  """Saves an in-memory dataset to one .npz file (written atomically).
-
-  Args:
-    ds: an in-memory `LongTailDataset`.
-    path: the file to write, used as given (no suffix added).
-  """
-  write_npz_atomic(path, dataset_to_arrays(ds))
-
-
-def load_arrays(path: str | os.PathLike) -> LongTailDataset:
-  """Loads a dataset written by `save_arrays`; needs numpy only, never TensorFlow.
-
-  Raises:
-    ValueError: the file is not a readable krd_jax dataset file.
-  """
-  try:
-    arrays = read_npz(path)
-  except (OSError, ValueError, EOFError) as e:
-    raise ValueError(f"cannot read dataset file {os.fspath(path)!r}: {e}") from None
-  except Exception as e:  # zipfile.BadZipFile and friends from a truncated file.
-    raise ValueError(f"cannot read dataset file {os.fspath(path)!r}: {e!r}") from None
-  return dataset_from_arrays(arrays)
 
 
 def describe(ds: LongTailDataset) -> str:

@@ -1,14 +1,19 @@
-"""Batches from in-memory arrays, placed on the `data` mesh axis.
+"""One road per batch: host batches from a dataset, to global sharded arrays, to the step.
 
-The host only gathers uint8 images by index (cheap); augmentation runs on device
-inside the jitted step (`krd_jax.data.augment`). Orders are pure functions of
-(seed, epoch), so a run resumed from a checkpoint at (epoch, step) sees exactly the
-batches it would have seen.
+A `LongTailDataset` yields host batches (`train_stream` / `test_stream`: numpy,
+this process's rows only); `start_global` turns them into global `jax.Array`s
+sharded over the `data` mesh axis and keeps a few in flight; `DatasetLoader` (training
+epochs, `batches_from` across epochs), `eval_batches` and `train_eval_batches` are
+the three ways the library asks for batches. The host only gathers uint8 images by
+index (cheap); augmentation runs on device inside the jitted step
+(`krd_jax.data.augment`). Orders are pure functions of (seed, epoch), so a run
+resumed from a checkpoint at (epoch, step) sees exactly the batches it would have seen.
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 import math
 from typing import Iterable, Iterator
 
@@ -100,10 +105,12 @@ def host_eval_batches(images: np.ndarray, labels: np.ndarray, batch: int,
     yield {"image": image, "label": label, "mask": np.arange(hi - lo) < real}
 
 
-def prefetch_to_mesh(batches: Iterable[Batch], mesh: Mesh, size: int = 2,
-                     batch_axis: int = 0, global_batch: int | None = None) -> Iterator[Batch]:
-  """Shards host batches over the mesh, keeping `size` batches in flight.
+def start_global(batches: Iterable[Batch], mesh: Mesh, size: int = 2,
+                 batch_axis: int = 0, global_batch: int | None = None) -> Iterator[Batch]:
+  """Host batches -> global `jax.Array`s sharded over `data`, `size` batches in flight.
 
+  The one place a batch leaves the host: each process passes its rows of every
+  global batch (`local_rows`) and gets the global array (`sharding.shard_batch`).
   `jax.device_put` returns before the copy ends, so queueing the next batch while
   the current one is consumed overlaps host-to-device transfer with compute.
 
@@ -122,90 +129,18 @@ def prefetch_to_mesh(batches: Iterable[Batch], mesh: Mesh, size: int = 2,
     yield queue.popleft()
 
 
-class InMemoryLoader:
-  """Epochs of sharded training batches from arrays held in host memory.
-
-  Example:
-    loader = InMemoryLoader(ds.train_images, ds.train_labels, 128, mesh, seed=0)
-    for epoch in range(epochs):
-      for batch in loader.epoch(epoch):   # {"image": uint8, "label": int32}
-        state, metrics = train_step(state, batch, rng)
-  """
-
-  def __init__(self, images: np.ndarray, labels: np.ndarray, global_batch: int,
-               mesh: Mesh, seed: int, drop_last: bool = True):
-    """Checks the batch against the mesh and the data.
-
-    Args:
-      images: uint8 [N, H, W, C].
-      labels: int [N].
-      global_batch: examples per step over all devices; a multiple of the number
-        of devices on the `data` axis.
-      mesh: the mesh from `krd_jax.sharding.make_mesh`.
-      seed: the run seed; with the epoch it fixes every order.
-      drop_last: see `host_epoch_batches`.
-
-    Raises:
-      ValueError: a global batch that does not split over the mesh, mismatched
-        arrays, or fewer examples than one batch with drop_last.
-    """
-    sharding.check_global_batch(global_batch, mesh)
-    _check_arrays(images, labels)
-    if drop_last and len(labels) < global_batch:
-      raise ValueError(
-          f"{len(labels)} examples make no full batch of {global_batch}; lower the "
-          f"batch size or pass drop_last=False")
-    self.images = images
-    self.labels = np.asarray(labels, np.int32)
-    self.global_batch = int(global_batch)
-    self.mesh = mesh
-    self.seed = int(seed)
-    self.drop_last = drop_last
-
-  @property
-  def num_examples(self) -> int:
-    return len(self.labels)
-
-  @property
-  def steps_per_epoch(self) -> int:
-    n, b = self.num_examples, self.global_batch
-    return n // b if self.drop_last else math.ceil(n / b)
-
-  def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
-    """Sharded batches of `epoch`, from batch `start_step` on."""
-    if not 0 <= start_step <= self.steps_per_epoch:
-      raise ValueError(f"start_step {start_step} outside [0, {self.steps_per_epoch}]")
-    rows = sharding.process_rows(self.global_batch, self.mesh)
-    host = host_epoch_batches(self.images, self.labels, self.global_batch, self.seed,
-                              epoch, start_step, self.drop_last, rows)
-    return prefetch_to_mesh(host, self.mesh, global_batch=self.global_batch)
-
-
-def eval_batches(images: np.ndarray, labels: np.ndarray, global_batch: int,
-                 mesh: Mesh) -> Iterator[Batch]:
-  """Sharded {"image", "label", "mask"} batches covering every example once.
-
-  Args:
-    images, labels: the evaluation set.
-    global_batch: a multiple of the number of devices on the `data` axis.
-    mesh: the device mesh.
-
-  Returns:
-    An iterator of batches; the last is padded and "mask" marks real examples,
-    so metrics must be averaged with the mask.
-  """
-  rows = sharding.process_rows(global_batch, mesh)
-  return prefetch_to_mesh(host_eval_batches(images, labels, global_batch, rows), mesh,
-                          global_batch=global_batch)
-
-
-
 class DatasetLoader:
   """Training batches of any `LongTailDataset`, in-memory or streaming, on the mesh.
 
-  In-memory datasets give exactly `InMemoryLoader`'s batches; streaming ones come from
-  their tf.data pipeline. Either way the order is a function of (seed, epoch), so a run
-  resumed at `start_step` sees what the uninterrupted run would have.
+  In-memory datasets gather their batches on the host in `epoch_permutation` order;
+  streaming ones come from their tf.data pipeline. Either way the order is a function
+  of (seed, epoch), so a run resumed at `start_step` sees what the uninterrupted run
+  would have.
+
+  Example:
+    loader = DatasetLoader(ds, 128, mesh, seed=0)
+    for batch in batches_from(loader, step, total_steps):  # {"image", "label"} on mesh
+      state, metrics = train_step(state, batch, rng)
 
   Args:
     dataset: a `LongTailDataset`.
@@ -235,7 +170,7 @@ class DatasetLoader:
 
   def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
     """Batches of `epoch` on the mesh, from `start_step` on."""
-    return prefetch_to_mesh(self.host_epoch(epoch, start_step), self.mesh,
+    return start_global(self.host_epoch(epoch, start_step), self.mesh,
                             global_batch=self.global_batch)
 
 
@@ -246,11 +181,11 @@ def local_rows(global_batch: int, mesh: Mesh) -> slice | None:
   return None if rows == slice(0, global_batch) else rows
 
 
-def dataset_eval_batches(dataset, split: str, global_batch: int,
-                         mesh: Mesh) -> Iterator[Batch]:
-  """`dataset.test_stream` batches of `split` on the mesh, each process reading its rows."""
+def eval_batches(dataset, split: str, global_batch: int, mesh: Mesh) -> Iterator[Batch]:
+  """{"image", "label", "mask"} batches of `split` ("test" or "val") on the mesh, covering
+  every example once; the last is padded and "mask" marks the real examples."""
   rows = local_rows(global_batch, mesh)
-  return prefetch_to_mesh(dataset.test_stream(global_batch, split, rows=rows), mesh,
+  return start_global(dataset.test_stream(global_batch, split, rows=rows), mesh,
                           global_batch=global_batch)
 
 
@@ -260,8 +195,9 @@ def batches_from(loader, step: int, total: int) -> Iterator[Batch]:
   spe = loader.steps_per_epoch
   while step < total:
     epoch, offset = divmod(step, spe)
-    yield from loader.epoch(epoch, start_step=offset)
-    step = (epoch + 1) * spe
+    stop = min(spe, total - epoch * spe)  # the last epoch may end early
+    yield from itertools.islice(loader.epoch(epoch, start_step=offset), stop - offset)
+    step = epoch * spe + stop
 
 
 def train_eval_batches(dataset, global_batch: int, mesh: Mesh,
@@ -275,4 +211,4 @@ def train_eval_batches(dataset, global_batch: int, mesh: Mesh,
   else:
     batches = host_eval_batches(dataset.train_images, dataset.train_labels, global_batch,
                                 rows)
-  return prefetch_to_mesh(batches, mesh, global_batch=global_batch)
+  return start_global(batches, mesh, global_batch=global_batch)

@@ -133,6 +133,17 @@ def _check_seed(seed: int) -> int:
   return int(seed)
 
 
+def check_pool_fills(available: np.ndarray, counts: np.ndarray) -> None:
+  """Raises ValueError naming the first class whose pool has fewer images than the
+  profile asks for (`available`, `counts`: [C])."""
+  short = np.flatnonzero(np.asarray(available) < np.asarray(counts))
+  if short.size:
+    c = int(short[0])
+    raise ValueError(
+        f"class {c} has {available[c]} example(s) but the profile asks for {counts[c]} "
+        f"({short.size} class(es) short); lower n_max")
+
+
 def long_tail_indices(
     labels: np.ndarray,
     counts: Sequence[int] | np.ndarray,
@@ -157,13 +168,7 @@ def long_tail_indices(
   seed = _check_seed(seed)
   if (counts < 0).any():
     raise ValueError(f"counts must be >= 0, got {counts.tolist()}")
-  available = np.bincount(labels, minlength=len(counts))
-  short = np.flatnonzero(available < counts)
-  if short.size:
-    c = int(short[0])
-    raise ValueError(
-        f"class {c} has {available[c]} example(s) but the profile asks for {counts[c]} "
-        f"({short.size} class(es) short); lower n_max")
+  check_pool_fills(np.bincount(labels, minlength=len(counts)), counts)
   orders = _class_orders(labels, len(counts), seed)
   picked = [order[:n] for order, n in zip(orders, counts)]
   return np.sort(np.concatenate(picked)).astype(np.int64)

@@ -48,9 +48,10 @@ def names() -> list[str]:
 
 def get(name: str) -> Method:
   """The registered method `name`, or ValueError listing the allowed names."""
-  if name not in _REGISTRY:
-    raise ValueError(f"unknown student method {name!r}; allowed: {names()}")
-  return _REGISTRY[name]
+  try:
+    return _REGISTRY[name]
+  except KeyError:
+    raise ValueError(f"unknown student method {name!r}; allowed: {names()}") from None
 
 
 def defaults() -> dict[str, dict[str, Any]]:

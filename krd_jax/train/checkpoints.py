@@ -274,12 +274,14 @@ def save_teacher(run_dir: str, variables: Any, meta: dict) -> None:
 
 
 def read_teacher_meta(run_dir: str) -> dict | None:
-  """The metadata of a complete saved teacher, or None if there is none."""
-  path = os.path.join(run_dir, TEACHER_META)
-  if not os.path.exists(path):
+  """The metadata of a complete saved teacher, or None if there is none (no file, or
+  one that is not a JSON object: a teacher whose metadata write never finished)."""
+  try:
+    with open(os.path.join(run_dir, TEACHER_META)) as f:
+      meta = json.load(f)
+  except (OSError, ValueError):
     return None
-  with open(path) as f:
-    return json.load(f)
+  return meta if isinstance(meta, dict) else None
 
 
 def load_teacher(run_dir: str, abstract_variables: Any,

@@ -24,7 +24,7 @@ def split_sums(eval_step: Callable, variables: Any, ds, split: str,
   """(correct, examples) per class of `variables` on `split`, as `eval_step` returns
   them ([C], or [S, C] for a seed-stacked step), summed over the split."""
   correct = total = 0.0
-  batches = loader_lib.dataset_eval_batches(ds, split, eval_batch_size(mesh), mesh)
+  batches = loader_lib.eval_batches(ds, split, eval_batch_size(mesh), mesh)
   for batch_arrays in batches:
     c, t = eval_step(variables, batch_arrays)
     correct, total = correct + c, total + t  # summed on device, fetched once

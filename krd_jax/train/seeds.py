@@ -156,7 +156,7 @@ class StackedLoader:
       yield {k: np.stack([b[k] for b in batches]) for k in batches[0]}
 
   def epoch(self, epoch: int, start_step: int = 0) -> Iterator[dict]:
-    return loader_lib.prefetch_to_mesh(self.host_epoch(epoch, start_step), self.mesh,
+    return loader_lib.start_global(self.host_epoch(epoch, start_step), self.mesh,
                                        batch_axis=1, global_batch=self.global_batch)
 
 

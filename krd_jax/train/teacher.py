@@ -94,16 +94,10 @@ def load_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, run_dir: str) -
   if meta is None:
     raise FileNotFoundError(f"no complete teacher in {run_dir} (teacher.json missing)")
   tcfg = cfg.teacher
-  expected = {"model": tcfg.model, "model_kwargs": tcfg.model_kwargs.to_dict(),
-              "num_classes": ds.num_classes,
-              "train_counts": np.asarray(ds.train_counts).tolist()}
-  for key, value in expected.items():
-    if meta.get(key) != value:
-      shown = value if key != "train_counts" else f"{len(value)} classes, {sum(value)} images"
-      theirs = meta.get(key) if key != "train_counts" else \
-          f"{len(meta[key])} classes, {sum(meta[key])} images"
-      raise checks.InputError(f"config.teacher.checkpoint={run_dir!r}: the teacher there "
-                              f"has {key}={theirs}; allowed: a teacher with {key}={shown}")
+  mismatch = meta_mismatch(meta, expected_meta(cfg, ds.num_classes, ds.train_counts))
+  if mismatch:
+    raise checks.InputError(f"config.teacher.checkpoint={run_dir!r}: the teacher there "
+                            f"does not match; allowed: a teacher with {mismatch}")
   model = state_lib.build_model(tcfg, ds.num_classes, state_lib.compute_dtype(cfg))
   abstract = jax.eval_shape(lambda: state_lib.init_variables(model, ds.image_shape,
                                                              jax.random.PRNGKey(0)))
@@ -112,6 +106,29 @@ def load_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, run_dir: str) -
       abstract)
   variables = ckpt_lib.load_teacher(run_dir, abstract, meta.get("variables_sha256"))
   return Teacher(model, variables, meta, meta["test"])
+
+
+def expected_meta(cfg: ml_collections.ConfigDict, num_classes: int | None,
+                  train_counts: Any = None) -> dict:
+  """What a saved teacher's metadata must say to be reused by `cfg` (None: unknown yet,
+  not compared)."""
+  return {"model": cfg.teacher.model, "model_kwargs": cfg.teacher.model_kwargs.to_dict(),
+          "num_classes": num_classes,
+          "train_counts": None if train_counts is None else np.asarray(train_counts).tolist()}
+
+
+def meta_mismatch(meta: dict, expected: dict) -> str | None:
+  """How a saved teacher's metadata differs from `expected`, in words, or None."""
+  def shown(key, value):
+    if key == "train_counts" and isinstance(value, list):
+      return f"{len(value)} classes, {sum(value)} images"
+    return repr(value)
+
+  for key, value in expected.items():
+    if value is not None and meta.get(key) != value:
+      return (f"{key}={shown(key, value)} (config.teacher / config.data), not "
+              f"{key}={shown(key, meta.get(key))} as saved")
+  return None
 
 
 def ensure_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh) -> Teacher:

@@ -181,6 +181,8 @@ def run(command: str, cfg) -> int:
   preemption.install_preemption_handler()
   try:
     _execute(command, cfg)
+    if preemption.requested():  # kept for a next fit that never came (several processes)
+      _say("note", "SIGTERM arrived after the last training step; the job finished first")
   except validate.InputError as error:
     _say("error", error)
     return EXIT_BAD_INPUT

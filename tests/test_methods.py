@@ -2,7 +2,7 @@
 
 A toy method registered here, and nowhere else, goes through the config defaults,
 validation (bad values refused with exit 2 and nothing written), the CLI, the
-teacher, its per-run constants and a vmapped seed group.
+teacher, its per-run constants, a vmapped seed group and the ablation runner.
 """
 
 import json
@@ -123,6 +123,17 @@ def test_toy_method_runs_through_the_cli_and_a_seed_group(toy, tmp_path, capsys)
     cfg.seed = seed
     cfgs.append(cfg.lock())
   assert seeds_lib.seed_dependence(cfgs[0]) is None
+  # The ablation runner sweeps the toy's own key, and refuses a value it does not allow.
+  import sys
+  if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+  from experiments import ablate
+  planned = ablate.plan(cfgs[0], ablate.parse_grid("methods.toy_gap.weight=0,0.5", cfgs[0]),
+                        ["toy_gap"], [0], str(tmp_path / "sweep"))
+  assert [r.teacher_dir is None for r in planned] == [True, False]  # weight 0: no teacher
+  with pytest.raises(ValueError, match=r"methods\.toy_gap\.weight=2\.0 is not allowed"):
+    ablate.plan(cfgs[0], ablate.parse_grid("methods.toy_gap.weight=2", cfgs[0]),
+                ["toy_gap"], [0], str(tmp_path / "sweep"))
   ds = runs.load_data(cfgs[0])
   mesh = runs.make_mesh(cfgs[0])
   teacher = teacher_lib.ensure_teacher(cfgs[0], ds, mesh)

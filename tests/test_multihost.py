@@ -163,9 +163,9 @@ def test_two_processes_equal_one_process(tmp_path):
   # The last checkpoint silently garbled: both processes compute its checksum over
   # arrays no process holds whole, agree it is damaged, set it aside and resume
   # collectively from the epoch-1 checkpoint. A SIGTERM reaching process 1 after
-  # training (before final.json) must not leave process 0 waiting in a collective:
-  # outside fit it is kept for the next point both pass together (the next fit), and
-  # this job has none left, so both finish.
+  # training (before final.json) must not leave process 0 waiting in a collective: both
+  # finish. (Through the CLI, JAX's own preemption notifier takes the signal; the
+  # path where ours does is test_sigterm_outside_fit_waits_for_the_next_agreed_step.)
   garbled = _garble(step_two)
   os.remove(two / "students" / "krd" / "final.json")
   outputs = _launch_two_processes(two, cache, fault_in_process_1="term@student_final:1")
@@ -203,6 +203,37 @@ def test_sigterm_to_one_process_stops_both_at_one_step(tmp_path):
   assert os.path.basename(_latest_step_dir(str(tmp_path / "students" / "krd"))) == stopped[0]
   _launch_two_processes(tmp_path, tmp_path / "cache", longer)
   assert os.path.basename(_latest_step_dir(str(tmp_path / "students" / "krd"))) == "480"
+
+
+def test_sigterm_outside_fit_waits_for_the_next_agreed_step(monkeypatch):
+  """Our handler, outside a fit loop: one process stops at once (nothing to save);
+  one of several keeps the request for the next step every process checks together
+  (the first step of the next fit), so none stops alone in front of a collective."""
+  from jax.experimental import multihost_utils
+  from krd_jax.train import preemption
+  previous = signal.getsignal(signal.SIGTERM)
+  try:
+    monkeypatch.setattr(distributed, "is_multiprocess", lambda: False)
+    preemption.install_preemption_handler()
+    with pytest.raises(preemption.Preempted, match="outside training"):
+      os.kill(os.getpid(), signal.SIGTERM)
+      time.sleep(1)  # the handler runs between bytecodes
+
+    monkeypatch.setattr(distributed, "is_multiprocess", lambda: True)
+    gathered = []
+    monkeypatch.setattr(multihost_utils, "reached_preemption_sync_point", lambda step: False)
+    monkeypatch.setattr(multihost_utils, "process_allgather",
+                        lambda x: gathered.append(int(x)) or np.asarray([x, 0]))
+    preemption.install_preemption_handler()
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.1)  # nothing raised: the request is kept
+    assert preemption.requested()
+    # Between log steps nobody gathers, except at the first step of a fit.
+    assert preemption.agreed(7, every=50) is False and gathered == []
+    assert preemption.agreed(7, every=50, force_sync=True) is True and gathered == [1]
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+    preemption._State.requested = False  # pylint: disable=protected-access  (later fits here)
 
 
 @pytest.mark.parametrize("environ, expected", [

@@ -1,12 +1,12 @@
 """Student methods, one module each; the registry every other layer asks.
 
-Each module declares one `Method` (krd_jax.methods.base) and registers it:
+Each module declares one `Method` (krd_jax.methods.base) as `METHOD`:
 hyper-parameters with defaults and ranges, whether it needs a teacher, its per-run
 constants, and the objective it builds from `krd_jax.losses`. Nothing else in the
 library lists method names: the config's `methods.*` defaults, validation, the train
 step, seed groups, the CLI and `experiments/ablate.py` all come here. Adding a method
-is one new module (imported below) and its tests, or `register(Method(...))` from
-your own code before the config is built.
+is one new module here (found and registered on import) and its tests, or
+`register(Method(...))` from your own code before the config is built.
 
 Example:
   from krd_jax import methods
@@ -17,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
 from krd_jax.methods.base import Method
@@ -81,14 +83,15 @@ def objective(name: str, counts: Any, **kwargs: Any) -> StudentObjective:
   return method.objective(counts, hparams, constants)
 
 
-# The built-in methods register themselves on import.
-from krd_jax.methods import balanced_softmax  # noqa: E402,F401  pylint: disable=g-import-not-at-top
-from krd_jax.methods import bkd  # noqa: E402,F401  pylint: disable=g-import-not-at-top
-from krd_jax.methods import ce  # noqa: E402,F401  pylint: disable=g-import-not-at-top
-from krd_jax.methods import dkd  # noqa: E402,F401  pylint: disable=g-import-not-at-top
-from krd_jax.methods import kd  # noqa: E402,F401  pylint: disable=g-import-not-at-top
-from krd_jax.methods import krd  # noqa: E402,F401  pylint: disable=g-import-not-at-top
-from krd_jax.methods import logit_adjusted  # noqa: E402,F401  pylint: disable=g-import-not-at-top
+def _register_builtin_methods() -> None:
+  """Registers the `METHOD` of every module in this package (but base): a new method
+  is a new module, nothing else to edit."""
+  for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if info.name != "base":
+      register(importlib.import_module(f"{__name__}.{info.name}").METHOD)
+
+
+_register_builtin_methods()
 
 __all__ = ["Method", "Param", "RunContext", "StudentObjective", "StudentOutputs",
            "defaults", "get", "names", "objective", "register", "unregister"]

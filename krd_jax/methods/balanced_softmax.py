@@ -4,7 +4,6 @@ References:
   Ren et al., Balanced Meta-Softmax for long-tailed visual recognition, NeurIPS 2020.
 """
 
-from krd_jax import methods
 from krd_jax.methods import base
 
 
@@ -12,5 +11,5 @@ def build(counts):
   return base.teacher_free(base.student_ce(counts, "balanced_softmax"))
 
 
-METHOD = methods.register(base.Method(
-    name="balanced_softmax", title="Balanced Softmax", params={}, build=build))
+METHOD = base.Method(
+    name="balanced_softmax", title="Balanced Softmax", params={}, build=build)

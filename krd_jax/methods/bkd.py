@@ -7,7 +7,6 @@ References:
 
 import jax.numpy as jnp
 
-from krd_jax import methods
 from krd_jax import priors
 from krd_jax.losses import kd as kd_losses
 from krd_jax.methods import base
@@ -25,9 +24,9 @@ def build(counts, temperature, kd_weight, beta_en):
   return base.StudentObjective(fn, needs_teacher=True, needs_projector=False)
 
 
-METHOD = methods.register(base.Method(
+METHOD = base.Method(
     name="bkd", title="BKD",
     params={"temperature": base.temperature(), "kd_weight": base.weight(),
             "beta_en": base.Param(0.9999, "effective-number beta", low=0.0, high=1.0,
                                   high_open=True)},
-    build=build, uses_teacher=lambda hp: True))
+    build=build, uses_teacher=lambda hp: True)

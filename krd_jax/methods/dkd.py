@@ -6,7 +6,6 @@ References:
 
 import jax.numpy as jnp
 
-from krd_jax import methods
 from krd_jax.losses import kd as kd_losses
 from krd_jax.methods import base
 
@@ -23,8 +22,8 @@ def build(counts, alpha, beta, temperature):
   return base.StudentObjective(fn, needs_teacher=True, needs_projector=False)
 
 
-METHOD = methods.register(base.Method(
+METHOD = base.Method(
     name="dkd", title="DKD",
     params={"alpha": base.weight(1.0, "TCKD weight"), "beta": base.weight(8.0, "NCKD weight"),
             "temperature": base.temperature()},
-    build=build, uses_teacher=lambda hp: True))
+    build=build, uses_teacher=lambda hp: True)

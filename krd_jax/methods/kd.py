@@ -6,7 +6,6 @@ References:
 
 import jax.numpy as jnp
 
-from krd_jax import methods
 from krd_jax.losses import kd as kd_losses
 from krd_jax.methods import base
 
@@ -22,8 +21,8 @@ def build(counts, temperature, kd_weight, ce_weight):
   return base.StudentObjective(fn, needs_teacher=True, needs_projector=False)
 
 
-METHOD = methods.register(base.Method(
+METHOD = base.Method(
     name="kd", title="KD",
     params={"temperature": base.temperature(), "kd_weight": base.weight(),
             "ce_weight": base.weight()},
-    build=build, uses_teacher=lambda hp: True))
+    build=build, uses_teacher=lambda hp: True)

@@ -21,7 +21,6 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from krd_jax import methods
 from krd_jax import priors
 from krd_jax.losses import krdistill
 from krd_jax.losses import long_tail
@@ -114,7 +113,7 @@ def _check_anchors(anchors: Any, center: Any, num_classes: int):
   return jnp.asarray(anchors), jnp.asarray(center)
 
 
-METHOD = methods.register(base.Method(
+METHOD = base.Method(
     name="krd", title="KRDistill", params=PARAMS, build=build,
     uses_teacher=lambda hp: hp["use_rrd"] or hp["use_lrd"], constants=constants,
-    seed_dependence=seed_dependence, build_ignores=("anchor",)))
+    seed_dependence=seed_dependence, build_ignores=("anchor",))

@@ -6,7 +6,6 @@ References:
   Menon et al., Long-tail learning via logit adjustment, ICLR 2021.
 """
 
-from krd_jax import methods
 from krd_jax.methods import base
 
 
@@ -14,7 +13,7 @@ def build(counts, tau):
   return base.teacher_free(base.student_ce(counts, "logit_adjusted", tau))
 
 
-METHOD = methods.register(base.Method(
+METHOD = base.Method(
     name="logit_adjusted", title="logit-adjusted CE",
     params={"tau": base.Param(1.0, "prior correction strength (1 = Bayes-exact)", low=0.0)},
-    build=build))
+    build=build)

@@ -40,6 +40,11 @@ def install_preemption_handler() -> None:
   signal.signal(signal.SIGTERM, handler)
 
 
+def requested() -> bool:
+  """Whether a SIGTERM has arrived since the handler was installed."""
+  return _State.requested
+
+
 @contextlib.contextmanager
 def armed():
   """While inside: SIGTERM is recorded for the loop to act on at a step boundary."""

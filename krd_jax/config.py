@@ -88,7 +88,7 @@ def default_config() -> ml_collections.ConfigDict:
   cfg.methods = ml_collections.ConfigDict(methods.defaults())
 
   # logit_adjusted: the no-teacher bar a distillation method must beat (DESIGN.md s5).
-  cfg.demo_methods = ("ce", "kd", "bkd", "dkd", "krd", "logit_adjusted")
+  cfg.demo_methods = ("ce", "kd", "bkd", "dkd", "ltkd", "krd", "logit_adjusted")
   cfg.eval_every_epochs = 10
   cfg.checkpoint_every_epochs = 50
   cfg.checkpoint_every_steps = 0  # > 0: checkpoint every this many steps instead

@@ -18,11 +18,15 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from krd_jax.data import profiles
+
 __all__ = [
     "aligned_etf",
     "balance_weights",
     "balanced_center",
     "effective_number_weights",
+    "group_matrix",
+    "log_group_prior",
     "label_prior",
     "ldam_margins",
     "log_prior",
@@ -158,6 +162,30 @@ def balance_weights(counts: ArrayLike, rho: float) -> np.ndarray:
   pi = label_prior(counts)
   w = pi**(-rho)
   return (w / np.sum(pi * w)).astype(np.float32)
+
+
+def group_matrix(counts: ArrayLike, split: str = "tercile") -> np.ndarray:
+  """One-hot membership [C, G] of each class in its group (head / medium / tail).
+
+  Args:
+    counts: training images per class [C].
+    split: "tercile" (classes ranked by count, cut in thirds) or "absolute"
+      (many > 100, few < 20 images), as `krd_jax.data.profiles.class_groups`.
+
+  Returns:
+    float32 [C, G], G <= 3 the non-empty groups in head-to-tail order (a small set
+    has no many-shot group under the absolute split: it is left out).
+  """
+  names = profiles.class_groups(validate_counts(counts), split)
+  present = [g for g in profiles.GROUPS[split] if g in set(names)]
+  return np.stack([names == g for g in present], axis=1).astype(np.float32)
+
+
+def log_group_prior(counts: ArrayLike, groups: ArrayLike) -> np.ndarray:
+  """log of each group's share of the training images [G] (float32)."""
+  counts = validate_counts(counts).astype(np.float64)
+  share = counts @ np.asarray(groups, np.float64) / counts.sum()
+  return np.log(share).astype(np.float32)
 
 
 def ldam_margins(counts: ArrayLike, max_margin: float = 0.5) -> np.ndarray:

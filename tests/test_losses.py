@@ -85,6 +85,34 @@ def ref_bkd(s, t, w, temp):
   return temp**2 * np_kl(q, np_log_softmax(s / temp))
 
 
+def np_terciles(counts):
+  """[C] group index 0 / 1 / 2 (head / middle / tail): classes ranked by count, cut
+  like np.array_split (extra classes to the head first)."""
+  ranking = np.argsort(-np.asarray(counts), kind="stable")
+  groups = np.empty(len(counts), int)
+  for g, members in enumerate(np.array_split(ranking, 3)):
+    groups[members] = g
+  return groups
+
+
+def ref_ltkd(s, t, counts, temp, group_tau, alpha, beta, within):
+  """LTKD as DESIGN.md section 2 reconstructs it, computed class by class in float64."""
+  groups = np_terciles(counts)
+  p, q = np_softmax(t / temp), np_softmax(s / temp)
+  num_groups = groups.max() + 1
+  big_p = np.stack([p[:, groups == g].sum(1) for g in range(num_groups)], 1)
+  big_q = np.stack([q[:, groups == g].sum(1) for g in range(num_groups)], 1)
+  share = np.array([counts[groups == g].sum() for g in range(num_groups)]) / counts.sum()
+  target = big_p * share**-group_tau
+  target /= target.sum(1, keepdims=True)
+  cross = np_kl(target, np.log(big_q))
+  inner = np.stack([np_kl(p[:, groups == g] / big_p[:, g:g + 1],
+                          np.log(q[:, groups == g] / big_q[:, g:g + 1]))
+                    for g in range(num_groups)], 1)
+  weights = big_p if within == "teacher" else np.full_like(big_p, 1 / num_groups)
+  return temp**2 * (alpha * cross + beta * (weights * inner).sum(1))
+
+
 def ref_ldam(z, y, margins, scale):
   """LDAM-DRW's LDAMLoss: subtract m_y from the true logit, scale, CE."""
   out = z - np_onehot(y, z.shape[1]) * margins[y][:, None]
@@ -167,6 +195,15 @@ CASES = {
     "bkd": (lambda a, n: losses.bkd_loss(
         a["s"], a["t"], priors.effective_number_weights(n), 4.0),
             lambda a, n: ref_bkd(a["s"], a["t"], np_effective_number(n), 4.0)),
+    "ltkd": (lambda a, n: losses.ltkd_loss(
+        a["s"], a["t"], priors.group_matrix(n),
+        priors.log_group_prior(n, priors.group_matrix(n))),
+             lambda a, n: ref_ltkd(a["s"], a["t"], n, 4.0, 1.0, 1.0, 1.0, "uniform")),
+    "ltkd_teacher_weights": (lambda a, n: losses.ltkd_loss(
+        a["s"], a["t"], priors.group_matrix(n),
+        priors.log_group_prior(n, priors.group_matrix(n)), temperature=2.0,
+        group_tau=0.5, alpha=0.5, beta=2.0, within="teacher"),
+             lambda a, n: ref_ltkd(a["s"], a["t"], n, 2.0, 0.5, 0.5, 2.0, "teacher")),
     "cross_entropy": (lambda a, n: losses.cross_entropy(a["s"], a["y"]),
                       lambda a, n: np_ce(a["s"], a["y"])),
     "class_balanced_ce": (
@@ -459,6 +496,12 @@ BAD_INPUTS = {
     "dkd_labels_float": (losses.dkd_loss, (_s, _s, _s[:, 0]), "labels"),
     "bkd_weights": (losses.bkd_loss, (_s, _s, np.ones(C + 1)),
                     "class_weights"),
+    "ltkd_groups_rows": (losses.ltkd_loss, (_s, _s, np.eye(C + 1, 3), np.zeros(3)),
+                         "group_matrix"),
+    "ltkd_group_prior": (losses.ltkd_loss, (_s, _s, np.eye(C, 3), np.zeros(2)),
+                         "log_group_prior"),
+    "ltkd_teacher_shape": (losses.ltkd_loss, (_s, _s[:, :-1], np.eye(C, 3), np.zeros(3)),
+                           "teacher_logits"),
     "ce_labels_rank": (losses.cross_entropy, (_s, _s.astype(np.int32)),
                        "labels"),
     "ce_integer_logits": (losses.cross_entropy, (_s.astype(np.int32), _y),
@@ -496,6 +539,54 @@ def test_bad_input_raises_at_trace_time_naming_argument(name):
     jax.jit(fn)(*args)
 
 
+# ------------------------------------------------------------------ LTKD
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_group_kl_decomposition_is_exact(seed):
+  """KL(p || q) = KL(P || Q) + sum_g P_g KL(p|g || q|g): in float64 on the numpy side,
+  and krd_jax's float32 parts add up to KD's KL."""
+  arrays, counts = make_inputs(seed, *SHAPES[1])
+  a = f64(arrays)
+  groups = np_terciles(counts)
+  p, q = np_softmax(a["t"] / 4.0), np_softmax(a["s"] / 4.0)
+  big_p = np.stack([p[:, groups == g].sum(1) for g in range(3)], 1)
+  big_q = np.stack([q[:, groups == g].sum(1) for g in range(3)], 1)
+  inner = np.stack([np_kl(p[:, groups == g] / big_p[:, g:g + 1],
+                          np.log(q[:, groups == g] / big_q[:, g:g + 1])) for g in range(3)], 1)
+  kl = np_kl(p, np.log(q))
+  np.testing.assert_allclose(np_kl(big_p, np.log(big_q)) + (big_p * inner).sum(1), kl,
+                             rtol=1e-12)
+  cross, within, teacher_groups = losses.group_kl_decomposition(
+      arrays["s"], arrays["t"], priors.group_matrix(counts), 4.0)
+  np.testing.assert_allclose(teacher_groups, big_p, rtol=1e-5)
+  np.testing.assert_allclose(within, inner, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(cross + jnp.sum(teacher_groups * within, 1), kl, rtol=1e-5,
+                             atol=1e-6)
+
+
+def test_ltkd_without_rebalancing_is_kd():
+  arrays, counts = make_inputs(2, *SHAPES[1])
+  groups = priors.group_matrix(counts)
+  out = losses.ltkd_loss(arrays["s"], arrays["t"], groups,
+                         priors.log_group_prior(counts, groups), group_tau=0.0,
+                         within="teacher")
+  np.testing.assert_allclose(out, losses.kd_loss(arrays["s"], arrays["t"]), rtol=1e-5,
+                             atol=1e-6)
+  with pytest.raises(ValueError, match="within must be one of"):
+    losses.ltkd_loss(arrays["s"], arrays["t"], groups, np.zeros(3), within="equal")
+
+
+def test_group_matrix_and_prior():
+  counts = np.array([100, 60, 30, 10, 5, 2])
+  groups = priors.group_matrix(counts)
+  np.testing.assert_array_equal(groups.argmax(1), [0, 0, 1, 1, 2, 2])
+  np.testing.assert_allclose(np.exp(priors.log_group_prior(counts, groups)),
+                             [160 / 207, 40 / 207, 7 / 207], rtol=1e-6)
+  # Absolute split of a small set: no many-shot group, so two groups.
+  assert priors.group_matrix(counts, "absolute").shape == (6, 2)
+
+
 # ------------------------------------------------------------- registry
 
 
@@ -503,7 +594,7 @@ def test_registry_names():
   assert losses.teacher_losses() == sorted(
       ["ce", "cb_ce", "ldam", "logit_adjusted", "balanced_softmax"])
   assert methods.names() == sorted(
-      ["ce", "logit_adjusted", "balanced_softmax", "kd", "dkd", "bkd", "krd"])
+      ["ce", "logit_adjusted", "balanced_softmax", "kd", "dkd", "bkd", "krd", "ltkd"])
 
 
 @pytest.mark.parametrize("call, match", [
@@ -584,6 +675,10 @@ STUDENT_CASES = {
         "lrd": 0.5 * ref_balanced_mean(
             ref_kd(a["s"], ref_rectify(a["t"], a["y"], n, 1.0, True), 4.0),
             a["y"], 1 / np_prior(n))})),
+    "ltkd": ("ltkd", lambda a: {"group_tau": 0.5, "ce_weight": 0.5},
+             lambda a, n: (0.5 * np.mean(np_ce(a["s"], a["y"])), {
+                 "ltkd": np.mean(ref_ltkd(a["s"], a["t"], n, 4.0, 0.5, 1.0, 1.0,
+                                          "uniform"))})),
     "krd_lrd_only_la": (
         "krd", lambda a: dict(use_rrd=False, ce="logit_adjusted", tau=0.5),
         lambda a, n: (np.mean(np_ce(a["s"] + np.log(np_prior(n)), a["y"])), {

@@ -182,8 +182,8 @@ def test_demo_prints_a_row_per_method(tmp_path):
       check=True, env=env, capture_output=True, text=True).stdout
   rows = [line for line in out.splitlines() if line.startswith("| ")]
   names = [row.split("|")[1].strip() for row in rows[1:]]
-  assert len(names) == 1 + 6 and names[0].startswith("teacher")
-  for method in ("ce", "kd", "bkd", "dkd", "krd", "logit_adjusted"):
+  assert len(names) == 1 + 7 and names[0].startswith("teacher")
+  for method in ("ce", "kd", "bkd", "dkd", "ltkd", "krd", "logit_adjusted"):
     assert any(name.endswith(f" {method}") for name in names), (method, names)
   assert (tmp_path / "demo" / "per_class_accuracy.png").exists()
 

@@ -20,6 +20,8 @@ from krd_jax.losses.long_tail import class_balanced_ce
 from krd_jax.losses.long_tail import cross_entropy
 from krd_jax.losses.long_tail import ldam_loss
 from krd_jax.losses.long_tail import logit_adjusted_ce
+from krd_jax.losses.ltkd import group_kl_decomposition
+from krd_jax.losses.ltkd import ltkd_loss
 from krd_jax.losses.registry import TEACHER_LOSSES
 from krd_jax.losses.registry import teacher_loss
 from krd_jax.losses.registry import teacher_losses
@@ -33,10 +35,12 @@ __all__ = [
     "class_balanced_ce",
     "cross_entropy",
     "dkd_loss",
+    "group_kl_decomposition",
     "kd_loss",
     "ldam_loss",
     "logit_adjusted_ce",
     "logit_rectified_loss",
+    "ltkd_loss",
     "pad_features",
     "rectify_teacher_features",
     "rectify_teacher_logits",

@@ -344,12 +344,60 @@ def test_mlp_and_small_cnn_options():
   assert set(variables["params"]) == {"hidden0", "hidden1", "fc"}
 
 
+@pytest.mark.parametrize("name", ["resnet8", "wrn_16_2", "mlp", "small_cnn"])
+def test_cosine_classifier_outputs_cosines(name):
+  """classifier="cosine" (LDAM-DRW's NormedLinear): logits are the cosines between the
+  normalised features and the normalised class weights, |z| <= 1, no bias."""
+  model = create_model(name, _num_classes(name), classifier="cosine")
+  x = _batch(name, batch=4)
+  variables = model.init(jax.random.key(0), x, train=False)
+  logits, features = model.apply(variables, x, train=False)
+  kernel = np.asarray(variables["params"]["fc"]["kernel"], np.float64)
+  assert set(variables["params"]["fc"]) == {"kernel"}
+  f = np.asarray(features, np.float64)
+  expected = (f / np.linalg.norm(f, axis=1, keepdims=True)) @ (
+      kernel / np.linalg.norm(kernel, axis=0, keepdims=True))
+  np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
+  assert np.all(np.abs(np.asarray(logits)) <= 1 + 1e-6)
+  # The reference's init: every class's weight column has unit norm.
+  np.testing.assert_allclose(np.linalg.norm(kernel, axis=0), 1.0, rtol=1e-6)
+  with pytest.raises(ValueError, match="classifier must be one of"):
+    create_model(name, 10, classifier="arcface")
+
+
+def test_ldam_on_cosine_logits_matches_the_reference():
+  """LDAM-DRW's LDAMLoss on NormedLinear outputs, ported to numpy in float64: the
+  margin m_y is subtracted from the true class's cosine before the scale s = 30, so
+  it moves the decision boundary by a fixed angle the network cannot outgrow."""
+  from krd_jax import losses, priors
+  counts = np.array([500, 200, 80, 30, 10, 5, 3, 2, 2, 1])
+  model = create_model("small_cnn", 10, classifier="cosine")
+  x = _batch("small_cnn", batch=16, seed=3)
+  variables = model.init(jax.random.key(1), x, train=False)
+  cosines, features = model.apply(variables, x, train=False)
+  labels = np.random.RandomState(0).randint(0, 10, 16)
+  out = losses.ldam_loss(cosines, labels, priors.ldam_margins(counts), 30.0)
+  f = np.asarray(features, np.float64)
+  w = np.asarray(variables["params"]["fc"]["kernel"], np.float64)
+  cos = (f / np.linalg.norm(f, axis=1, keepdims=True)) @ (w / np.linalg.norm(w, axis=0))
+  margins = 1.0 / np.sqrt(np.sqrt(counts))
+  margins = margins * (0.5 / margins.max())  # m_list * (max_m / max(m_list))
+  z = 30.0 * (cos - np.eye(10)[labels] * margins[labels][:, None])
+  z = z - z.max(1, keepdims=True)
+  ref = -(z[np.arange(16), labels] - np.log(np.exp(z).sum(1)))
+  np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+  # With the margin, an example whose true cosine leads by less than m_y is still
+  # penalised as if it were wrong: the loss exceeds plain scaled CE on every row.
+  plain = losses.cross_entropy(30.0 * cosines, labels)
+  assert np.all(np.asarray(out) > np.asarray(plain))
+
+
 def test_unknown_name_or_argument_raises():
   with pytest.raises(ValueError, match="resnet32x4"):
     create_model("resnet9000", 10)
   with pytest.raises(ValueError, match="unknown model"):
     feature_dim("vgg13")
-  with pytest.raises(ValueError, match=r"\['depth', 'dtype', 'width'\]"):
+  with pytest.raises(ValueError, match=r"\['classifier', 'depth', 'dtype', 'width'\]"):
     create_model("mlp", 10, widht=3)
   with pytest.raises(ValueError, match="dtype"):
     create_model("resnet8", 10, width=3)

@@ -7,7 +7,9 @@
 Arguments (comma-separated): `offline` reads the CIFAR-10 image folder at
 ~/.cache/krd_jax/cifar10-jpg (extract ../shared/data/cifar10-jpg.tar.gz there) instead
 of downloading tfds cifar10; `local` runs 2 epochs per model; `cpu` is the CPU-sized
-recipe (30 epochs).
+recipe (30 epochs); `la_teacher`, `bs_teacher` or `ldam_drw_teacher` trains a balanced
+teacher (logit-adjusted CE, Balanced Softmax, LDAM-DRW with its cosine classifier).
+KD, DKD and BKD run at their authors' CIFAR settings (common.cifar_baselines).
 Expected runtime: full recipe (200 epochs, teacher + 5 students) about 1 h on one
 modern GPU; `cpu` about 2 h on 2 CPU cores; `local` a few minutes on CPU.
 """
@@ -18,9 +20,12 @@ from experiments.configs import common
 
 
 def get_config(arg: str = ""):
-  args = common.parse_args(arg, ("offline", "local", "cpu"))
+  args = common.parse_args(arg, ("offline", "local", "cpu", *common.TEACHER_RECIPES))
   cfg = common.cifar_config("cifar10_lt", "resnet32", "resnet8",
                             epochs=30 if "cpu" in args else 200)
+  common.cifar_baselines(cfg, "resnet32", "resnet8")
+  for recipe in args & set(common.TEACHER_RECIPES):
+    common.teacher_recipe(cfg, recipe)
   if "offline" in args:
     cfg.data.name = "image_folder"
     cfg.data.data_dir = os.path.expanduser("~/.cache/krd_jax/cifar10-jpg")

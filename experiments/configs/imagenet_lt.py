@@ -16,6 +16,7 @@ from experiments.configs import common
 def get_config(arg: str = ""):
   args = common.parse_args(arg, ("local",))
   cfg = common.large_config("imagenet_lt", weight_decay=5e-4)
+  common.imagenet_baselines(cfg)
   if "local" in args:
     common.local_mode(cfg)
   return cfg.lock()

@@ -13,6 +13,7 @@ from experiments.configs import common
 def get_config(arg: str = ""):
   args = common.parse_args(arg, ("local",))
   cfg = common.large_config("inat2018", weight_decay=1e-4)
+  common.imagenet_baselines(cfg)  # mdistiller runs no iNat recipe: its ImageNet one
   if "local" in args:
     common.local_mode(cfg)
   return cfg.lock()

@@ -68,11 +68,14 @@ class CifarResNet(nn.Module):
     filters: stem width then the three stage widths.
     num_classes: number of logits.
     dtype: computation dtype (parameters stay float32).
+    cosine_classifier: a cosine classifier (`layers.NormedLinear`) instead of a linear
+      one.
   """
   depth: int
   filters: Sequence[int]
   num_classes: int
   dtype: Dtype = jnp.float32
+  cosine_classifier: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
@@ -90,5 +93,6 @@ class CifarResNet(nn.Module):
             width, stride if i == 0 else 1, norm, self.dtype,
             name=f"layer{stage + 1}_{i}")(x)
     features = layers.global_avg_pool(x)
-    logits = layers.classifier(self.num_classes, features.shape[-1])(features)
+    logits = layers.classifier(self.num_classes, features.shape[-1],
+                               cosine=self.cosine_classifier)(features)
     return logits, features

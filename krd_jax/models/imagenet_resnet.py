@@ -67,11 +67,14 @@ class ImageNetResNet(nn.Module):
     block: `cifar_resnet.BasicBlock` or `Bottleneck`.
     num_classes: number of logits.
     dtype: computation dtype (parameters stay float32).
+    cosine_classifier: a cosine classifier (`layers.NormedLinear`) instead of a linear
+      one.
   """
   stage_sizes: Sequence[int]
   block: type[nn.Module]
   num_classes: int
   dtype: Dtype = jnp.float32
+  cosine_classifier: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
@@ -87,6 +90,7 @@ class ImageNetResNet(nn.Module):
         x = self.block(64 * 2**stage, strides, norm, self.dtype,
                        name=f"layer{stage + 1}_{i}")(x)
     features = layers.global_avg_pool(x)
-    logits = layers.classifier(self.num_classes, features.shape[-1])(features)
+    logits = layers.classifier(self.num_classes, features.shape[-1],
+                               cosine=self.cosine_classifier)(features)
     return logits, features
 

@@ -172,15 +172,41 @@ def global_avg_pool(x: jax.Array) -> jax.Array:
   return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 
 
+class NormedLinear(nn.Module):
+  """Cosine classifier: the cosine between the normalised features and each class's
+  normalised weight vector, in [-1, 1], no bias (LDAM-DRW's `NormedLinear`; LDAM
+  scales these by s = 30 in its loss).
+
+  Attributes:
+    num_classes: number of outputs.
+  """
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    # The reference draws U(-1, 1) and renormalises each class's column to norm 1.
+    def init(key, shape, dtype=jnp.float32):
+      w = jax.random.uniform(key, shape, dtype, -1.0, 1.0)
+      return w / jnp.linalg.norm(w, axis=0, keepdims=True)
+
+    kernel = self.param("kernel", init, (x.shape[-1], self.num_classes))
+    x = x.astype(jnp.float32)
+    x = x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, -1, keepdims=True), 1e-24))
+    kernel = kernel * jax.lax.rsqrt(
+        jnp.maximum(jnp.sum(kernel * kernel, 0, keepdims=True), 1e-24))
+    return x @ kernel
+
+
 def classifier(
     num_classes: int,
     fan_in: int,
     *,
     kernel_init: Initializer = torch_default_kernel,
     bias_init: Initializer | None = None,
+    cosine: bool = False,
     name: str = "fc",
-) -> nn.Dense:
-  """The final linear layer; it runs in float32 (apply it to float32 features).
+) -> nn.Module:
+  """The final layer; it runs in float32 (apply it to float32 features).
 
   Args:
     num_classes: number of output logits.
@@ -188,11 +214,15 @@ def classifier(
     kernel_init: weight initialiser; PyTorch's `nn.Linear` default unless the
       reference overrides it.
     bias_init: bias initialiser; None means PyTorch's default.
+    cosine: a `NormedLinear` cosine classifier instead (the initialisers are then
+      the reference's own).
     name: the submodule name.
 
   Returns:
-    An `nn.Dense` with float32 computation and parameters.
+    An `nn.Dense` (or `NormedLinear`) with float32 computation and parameters.
   """
+  if cosine:
+    return NormedLinear(num_classes, name=name)
   return nn.Dense(
       num_classes,
       dtype=jnp.float32,

@@ -67,11 +67,14 @@ class MobileNetV2(nn.Module):
     expansion: expansion ratio T of every stage but the first.
     width_mult: channel multiplier of the stem and the blocks.
     dtype: computation dtype (parameters stay float32).
+    cosine_classifier: a cosine classifier (`layers.NormedLinear`) instead of a linear
+      one.
   """
   num_classes: int
   expansion: int = 6
   width_mult: float = 0.5
   dtype: Dtype = jnp.float32
+  cosine_classifier: bool = False
 
   @property
   def last_channels(self) -> int:
@@ -94,7 +97,7 @@ class MobileNetV2(nn.Module):
     x = layers.ConvBN(self.last_channels, 1, norm, dtype=self.dtype, name="head")(x)
     features = layers.global_avg_pool(x)
     logits = layers.classifier(
-        self.num_classes, features.shape[-1],
+        self.num_classes, features.shape[-1], cosine=self.cosine_classifier,
         kernel_init=nn.initializers.normal(0.01),
         bias_init=nn.initializers.zeros)(features)
     return logits, features

@@ -4,7 +4,8 @@ Every model is a Flax Linen module called as
 `module.apply(variables, x, train=..., mutable=[...])` on NHWC float images, returning
 `(logits [B, num_classes], features [B, feature_dim(name)])` in float32. BatchNorm
 statistics live in the `batch_stats` collection (absent for "mlp"). Each accepts
-`dtype` (computation dtype, e.g. `jnp.bfloat16`; parameters are always float32);
+`dtype` (computation dtype, e.g. `jnp.bfloat16`; parameters are always float32) and
+`classifier` ("linear" or "cosine");
 "mlp" also takes `width` and `depth`, "small_cnn" takes `width`.
 """
 
@@ -24,7 +25,8 @@ from krd_jax.models.shufflenetv2 import ShuffleNetV2
 from krd_jax.models.small import MLP, SmallCNN
 from krd_jax.models.wrn import WideResNet
 
-_COMMON_OPTIONS: Mapping[str, Any] = {"dtype": jnp.float32}
+_COMMON_OPTIONS: Mapping[str, Any] = {"dtype": jnp.float32, "classifier": "linear"}
+CLASSIFIERS = ("linear", "cosine")
 _CIFAR = (32, 32, 3)
 
 
@@ -100,6 +102,9 @@ def _resolve(name: str, kwargs: Mapping[str, Any]) -> tuple[_Spec, dict[str, Any
     raise ValueError(
         f"model {name!r} got unknown argument(s) {unknown}; allowed: {sorted(allowed)}")
   options = {**allowed, **kwargs}
+  if options["classifier"] not in CLASSIFIERS:
+    raise ValueError(f"model {name!r}: classifier must be one of {CLASSIFIERS}, got "
+                     f"{options['classifier']!r}")
   for key in spec.options:
     options[key] = _positive_int(f"model {name!r}: {key}", options[key])
   return spec, options
@@ -124,8 +129,9 @@ def create_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
   Args:
     name: one of `model_names()`.
     num_classes: number of logits.
-    **kwargs: `dtype` (computation dtype, default float32) and the model's own
-      options ("mlp": width=256, depth=1; "small_cnn": width=32).
+    **kwargs: `dtype` (computation dtype, default float32), `classifier`
+      ("linear", or "cosine": `layers.NormedLinear`, as LDAM-DRW uses) and the
+      model's own options ("mlp": width=256, depth=1; "small_cnn": width=32).
 
   Returns:
     A Flax module; `module.apply(variables, x, train=...)` returns
@@ -135,7 +141,9 @@ def create_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
     ValueError: unknown name or keyword, or a bad value.
   """
   spec, options = _resolve(name, kwargs)
-  return spec.build(_positive_int("num_classes", num_classes), **options)
+  cosine = options.pop("classifier") == "cosine"
+  model = spec.build(_positive_int("num_classes", num_classes), **options)
+  return model.clone(cosine_classifier=cosine) if cosine else model
 
 
 def feature_dim(name: str, **kwargs: Any) -> int:

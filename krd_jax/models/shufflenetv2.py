@@ -96,12 +96,15 @@ class ShuffleNetV2(nn.Module):
     stage_units: basic units after each stage's down-sampling unit.
     last_channels: width of the final 1x1 layer (the features).
     dtype: computation dtype (parameters stay float32).
+    cosine_classifier: a cosine classifier (`layers.NormedLinear`) instead of a linear
+      one.
   """
   num_classes: int
   stage_widths: Sequence[int] = (116, 232, 464)
   stage_units: Sequence[int] = (3, 7, 3)
   last_channels: int = 1024
   dtype: Dtype = jnp.float32
+  cosine_classifier: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
@@ -115,5 +118,6 @@ class ShuffleNetV2(nn.Module):
         x = ShuffleUnit(norm, self.dtype, name=f"layer{stage + 1}_{i}")(x)
     x = _ConvBN(self.last_channels, 1, norm, dtype=self.dtype, name="head")(x)
     features = layers.global_avg_pool(x)
-    logits = layers.classifier(self.num_classes, features.shape[-1])(features)
+    logits = layers.classifier(self.num_classes, features.shape[-1],
+                               cosine=self.cosine_classifier)(features)
     return logits, features

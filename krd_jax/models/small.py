@@ -31,11 +31,14 @@ class MLP(nn.Module):
     width: hidden width, also the feature dimension.
     depth: number of hidden layers (>= 1).
     dtype: computation dtype (parameters stay float32).
+    cosine_classifier: a cosine classifier (`layers.NormedLinear`) instead of a linear
+      one.
   """
   num_classes: int
   width: int = 256
   depth: int = 1
   dtype: Dtype = jnp.float32
+  cosine_classifier: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
@@ -54,7 +57,8 @@ class MLP(nn.Module):
           kernel_init=layers.torch_default_kernel,
           bias_init=layers.torch_default_bias(x.shape[-1]), name=f"hidden{i}")(x))
     features = x.astype(jnp.float32)
-    logits = layers.classifier(self.num_classes, self.width)(features)
+    logits = layers.classifier(self.num_classes, self.width,
+                               cosine=self.cosine_classifier)(features)
     return logits, features
 
 
@@ -68,10 +72,13 @@ class SmallCNN(nn.Module):
     num_classes: number of logits.
     width: channels of the first layer; the features have 2 x width.
     dtype: computation dtype (parameters stay float32).
+    cosine_classifier: a cosine classifier (`layers.NormedLinear`) instead of a linear
+      one.
   """
   num_classes: int
   width: int = 32
   dtype: Dtype = jnp.float32
+  cosine_classifier: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
@@ -82,5 +89,6 @@ class SmallCNN(nn.Module):
     x = layers.ConvBN(2 * self.width, 3, norm, 2, dtype=self.dtype, name="conv2")(x)
     x = layers.ConvBN(2 * self.width, 3, norm, dtype=self.dtype, name="conv3")(x)
     features = layers.global_avg_pool(x)
-    logits = layers.classifier(self.num_classes, features.shape[-1])(features)
+    logits = layers.classifier(self.num_classes, features.shape[-1],
+                               cosine=self.cosine_classifier)(features)
     return logits, features

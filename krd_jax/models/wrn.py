@@ -61,11 +61,14 @@ class WideResNet(nn.Module):
     widen_factor: width multiplier k of the three groups.
     num_classes: number of logits.
     dtype: computation dtype (parameters stay float32).
+    cosine_classifier: a cosine classifier (`layers.NormedLinear`) instead of a linear
+      one.
   """
   depth: int
   widen_factor: int
   num_classes: int
   dtype: Dtype = jnp.float32
+  cosine_classifier: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
@@ -84,6 +87,6 @@ class WideResNet(nn.Module):
     x = nn.relu(norm(name="bn1")(x))
     features = layers.global_avg_pool(x)
     logits = layers.classifier(
-        self.num_classes, features.shape[-1],
+        self.num_classes, features.shape[-1], cosine=self.cosine_classifier,
         bias_init=nn.initializers.zeros)(features)
     return logits, features

@@ -1,0 +1,83 @@
+"""The baselines' recipes, held against their authors' own values field by field.
+
+Each reference value below names the file of the authors' code it comes from
+(../shared/DESIGN.md section 2); a config that drifts from it is a red test. Where a
+config differs on purpose, the difference is asserted here too, with its reason in
+experiments/configs/common.py.
+"""
+
+import os
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)
+
+from experiments.configs import cifar100_lt, cifar10_lt, imagenet_lt, inat2018  # noqa: E402
+from krd_jax import validate  # noqa: E402
+
+# megvii-research/mdistiller, mdistiller/engine/cfg.py: CIFAR KD.
+MDISTILLER_CIFAR_KD = {"ce_weight": 0.1, "kd_weight": 0.9, "temperature": 4.0}
+# mdistiller configs/cifar100/dkd/{res32x4_res8x4,wrn40_2_wrn_16_2,res56_res20,
+# res110_res32}.yaml: T 4, alpha 1, beta per pair.
+MDISTILLER_CIFAR_DKD_BETA = {("resnet32x4", "resnet8x4"): 8.0,
+                             ("wrn_40_2", "wrn_16_2"): 6.0}
+# mdistiller configs/imagenet/r34_r18/kd.yaml and dkd.yaml.
+MDISTILLER_IMAGENET_KD = {"ce_weight": 0.5, "kd_weight": 0.5, "temperature": 1.0}
+MDISTILLER_IMAGENET_DKD = {"alpha": 1.0, "beta": 0.5, "temperature": 1.0}
+# EricZsy/BalancedKnowledgeDistillation train_student.py: T 2, effective-number beta.
+BKD = {"temperature": 2.0, "kd_weight": 1.0, "beta_en": 0.9999}
+# kaidic/LDAM-DRW losses.py / cifar_train.py: s 30, max margin 0.5, DRW at 160 of 200,
+# models/resnet_cifar.py NormedLinear.
+LDAM_DRW = {"loss": "ldam", "loss_kwargs": {"max_margin": 0.5, "scale": 30.0},
+            "drw_epoch": 160, "classifier": "cosine"}
+
+
+def _subset(section, reference):
+  return {k: section[k] for k in reference}
+
+
+@pytest.mark.parametrize("config, arg, pair", [
+    (cifar10_lt, "", ("resnet32", "resnet8")),
+    (cifar100_lt, "", ("resnet32x4", "resnet8x4")),
+    (cifar100_lt, "wrn", ("wrn_40_2", "wrn_16_2")),
+])
+def test_cifar_configs_run_the_authors_baselines(config, arg, pair):
+  cfg = config.get_config(arg)
+  assert (cfg.teacher.model, cfg.student.model) == pair
+  assert _subset(cfg.methods.kd, MDISTILLER_CIFAR_KD) == MDISTILLER_CIFAR_KD
+  assert (cfg.methods.dkd.alpha, cfg.methods.dkd.temperature) == (1.0, 4.0)
+  # resnet32 -> resnet8 is not an mdistiller pair: beta 2, as its plain-ResNet pairs.
+  assert cfg.methods.dkd.beta == MDISTILLER_CIFAR_DKD_BETA.get(pair, 2.0)
+  assert _subset(cfg.methods.bkd, BKD) == BKD
+  # On purpose (common.cifar_baselines): DKD's 20-epoch warm-up for every method.
+  assert cfg.student.distill_warmup_epochs == 20
+  validate.check_config(cfg, "demo")
+
+
+@pytest.mark.parametrize("config", [imagenet_lt, inat2018])
+def test_large_configs_run_mdistillers_imagenet_baselines(config):
+  cfg = config.get_config("")
+  assert _subset(cfg.methods.kd, MDISTILLER_IMAGENET_KD) == MDISTILLER_IMAGENET_KD
+  assert _subset(cfg.methods.dkd, MDISTILLER_IMAGENET_DKD) == MDISTILLER_IMAGENET_DKD
+  assert cfg.student.distill_warmup_epochs == 1
+
+
+@pytest.mark.parametrize("config", [cifar10_lt, cifar100_lt])
+def test_ldam_drw_teacher_recipe(config):
+  cfg = config.get_config("ldam_drw_teacher")
+  teacher = cfg.teacher
+  assert (teacher.loss, teacher.loss_kwargs.to_dict(), teacher.drw_epoch,
+          teacher.model_kwargs.classifier) == tuple(LDAM_DRW.values())
+  assert teacher.epochs == 200 and cfg.workdir.endswith("_ldam_drw_teacher")
+  validate.check_config(cfg, "teacher")
+
+
+@pytest.mark.parametrize("recipe, loss", [("la_teacher", "logit_adjusted"),
+                                          ("bs_teacher", "balanced_softmax")])
+def test_balanced_teacher_recipes(recipe, loss):
+  cfg = cifar10_lt.get_config(f"offline,{recipe}")
+  assert cfg.teacher.loss == loss and cfg.workdir.endswith(recipe)
+  assert cfg.teacher.model_kwargs.to_dict() == {}

@@ -21,6 +21,7 @@ from krd_jax.train import teacher as teacher_lib
 from krd_jax.train import student as student_lib
 from krd_jax.train import state as state_lib
 from krd_jax.train import evaluation
+from krd_jax.train import steps as steps_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -182,7 +183,8 @@ def test_demo_prints_a_row_per_method(tmp_path):
       check=True, env=env, capture_output=True, text=True).stdout
   rows = [line for line in out.splitlines() if line.startswith("| ")]
   names = [row.split("|")[1].strip() for row in rows[1:]]
-  assert len(names) == 1 + 7 and names[0].startswith("teacher")
+  assert len(names) == 2 + 7 and names[0].startswith("teacher")
+  assert names[1].startswith("teacher") and "post-hoc LA" in names[1]
   for method in ("ce", "kd", "bkd", "dkd", "ltkd", "krd", "logit_adjusted"):
     assert any(name.endswith(f" {method}") for name in names), (method, names)
   assert (tmp_path / "demo" / "per_class_accuracy.png").exists()
@@ -238,4 +240,47 @@ def test_evaluate_reads_the_newest_checkpoint_without_training(tmp_path):
   assert sorted(p.name for p in (tmp_path / "run").rglob("*")) == files  # nothing written
   assert result["student"]["step"] == 2 * (276 // 64)
   assert result["student"]["test"]["per_class"] == summary["per_class"]
-  assert len(result["rows"]) == 2
+  # The teacher and the student, each also post-hoc logit-adjusted (no val split: tau 1).
+  assert len(result["rows"]) == 4
+  assert sum("post-hoc LA (tau 1, no val split)" in name for name in result["rows"]) == 2
+  assert result["student"]["post_hoc"]["tau"] == 1.0
+
+
+def test_post_hoc_logit_adjustment_chooses_tau_on_val_only():
+  """argmax(z - tau log pi) for every tau of the grid; tau picked by balanced accuracy on
+  the validation split, the test split only reported (numpy reference on the logits)."""
+  from krd_jax import priors
+  from krd_jax.train import metrics as metrics_lib
+  ds = _tiny_dataset()
+  val = _tiny_dataset(seed=5)
+  ds.val_images, ds.val_labels = val.test_images, val.test_labels
+  cfg = _config("unused", model="mlp")
+  model = state_lib.build_model(cfg.teacher, ds.num_classes, jnp.float32)
+  variables = state_lib.init_variables(model, ds.image_shape, jax.random.PRNGKey(3))
+  preprocess = steps_lib.dataset_preprocess(cfg, ds)
+  mesh = runs.make_mesh(cfg)
+  result = evaluation.post_hoc_adjusted(model, variables, preprocess, ds, mesh)
+
+  log_pi = np.log(np.asarray(ds.train_counts, np.float64) / np.sum(ds.train_counts))
+  np.testing.assert_allclose(log_pi, priors.log_prior(ds.train_counts), rtol=1e-6)
+
+  def balanced(images, labels, tau):
+    logits, _ = model.apply(variables, preprocess(jnp.asarray(images), None), train=False)
+    predicted = np.argmax(np.asarray(logits, np.float64) - tau * log_pi, 1)
+    return np.mean([np.mean(predicted[labels == c] == c) for c in range(ds.num_classes)])
+
+  val_scores = [balanced(ds.val_images, ds.val_labels, tau)
+                for tau in evaluation.POST_HOC_TAUS]
+  best = evaluation.POST_HOC_TAUS[int(np.argmax(val_scores))]
+  assert result["tau"] == best and result["chosen_on"] == "val"
+  np.testing.assert_allclose(result["val"]["balanced"], 100 * max(val_scores), rtol=1e-6)
+  np.testing.assert_allclose(result["test"]["balanced"],
+                             100 * balanced(ds.test_images, ds.test_labels, best), rtol=1e-6)
+  assert set(result["test"]) == set(metrics_lib.summarize(
+      np.ones(4), np.ones(4), ds.train_counts))
+  # Without a validation split: tau = 1, and it says so.
+  ds.val_images = ds.val_labels = None
+  plain = evaluation.post_hoc_adjusted(model, variables, preprocess, ds, mesh)
+  assert plain["tau"] == 1.0 and plain["chosen_on"] == "none (tau = 1)"
+  np.testing.assert_allclose(plain["test"]["balanced"],
+                             100 * balanced(ds.test_images, ds.test_labels, 1.0), rtol=1e-6)

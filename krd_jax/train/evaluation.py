@@ -8,10 +8,14 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from krd_jax import priors
 from krd_jax.data import loader as loader_lib
 from krd_jax.train import metrics as metrics_lib
+from krd_jax.train import steps as steps_lib
 
 EVAL_BATCH = 500
+# The taus post-hoc logit adjustment chooses among on the validation split.
+POST_HOC_TAUS = tuple(np.round(np.arange(0.0, 2.01, 0.25), 2))
 
 
 def eval_batch_size(mesh: Mesh) -> int:
@@ -49,3 +53,31 @@ def select_split(ds) -> str:
 def test_and_val(eval_fn: Callable[[str], dict], ds) -> tuple[dict, dict | None]:
   """The final (test, val) summaries of a run; val None without a validation split."""
   return eval_fn("test"), eval_fn("val") if has_val(ds) else None
+
+
+def post_hoc_adjusted(model, variables: Any, preprocess: Callable, ds, mesh: Mesh,
+                      taus: tuple[float, ...] = POST_HOC_TAUS) -> dict:
+  """Post-hoc logit adjustment of a trained model: argmax(z - tau log pi), tau chosen by
+  balanced accuracy on the balanced validation split (never the test set).
+
+  Without a validation split tau is 1, the Bayes-optimal correction for a calibrated
+  model; `chosen_on` says which.
+
+  Returns:
+    {"tau", "chosen_on": "val" | "none (tau = 1)", "test": summary, "val": summary or None}.
+  """
+  step = steps_lib.jit_eval_step(steps_lib.make_post_hoc_eval_step(
+      model, preprocess, ds.num_classes, priors.log_prior(ds.train_counts), taus), mesh)
+
+  def per_tau(split: str) -> list[dict]:
+    correct, total = split_sums(step, variables, ds, split, mesh)
+    return [metrics_lib.summarize(c, total, ds.train_counts) for c in correct]
+
+  if has_val(ds):
+    vals = per_tau("val")
+    best = int(np.argmax([v["balanced"] for v in vals]))
+    chosen_on, val = "val", vals[best]
+  else:
+    best, chosen_on, val = taus.index(1.0), "none (tau = 1)", None
+  return {"tau": float(taus[best]), "chosen_on": chosen_on, "test": per_tau("test")[best],
+          "val": val}

@@ -168,6 +168,28 @@ def make_eval_step(model: nn.Module, preprocess: Callable, num_classes: int):
   return eval_step
 
 
+def make_post_hoc_eval_step(model: nn.Module, preprocess: Callable, num_classes: int,
+                            log_prior: np.ndarray, taus: np.ndarray):
+  """variables, batch -> (correct per tau and class [K, C], examples per class [C]) of
+  the post-hoc logit-adjusted prediction argmax(z - tau log pi), for every tau at once.
+
+  References:
+    Menon et al. 2021, "Long-tail learning via logit adjustment", section 4 (post-hoc).
+  """
+  shift = jnp.asarray(np.asarray(taus, np.float32)[:, None] *
+                      np.asarray(log_prior, np.float32)[None])  # [K, C]
+
+  def eval_step(variables: Any, batch: Batch):
+    logits, _ = model.apply(variables, preprocess(batch["image"], None), train=False)
+    mask = batch["mask"].astype(jnp.float32)
+    predicted = jnp.argmax(logits[None] - shift[:, None], -1)  # [K, B]
+    correct = (predicted == batch["label"][None]).astype(jnp.float32) * mask
+    per_tau = jax.vmap(lambda c: jax.ops.segment_sum(c, batch["label"], num_classes))
+    return per_tau(correct), jax.ops.segment_sum(mask, batch["label"], num_classes)
+
+  return eval_step
+
+
 def make_feature_sum_step(model: nn.Module, preprocess: Callable, num_classes: int):
   """variables, batch -> (per-class sum of features [C, F], per-class count [C]).
 

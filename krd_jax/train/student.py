@@ -56,6 +56,7 @@ class StudentSetup:
     step: the unjitted (state, batch, rng) -> (state, metrics).
     eval_step: the unjitted evaluation step of the student model.
     constants: the method's per-run constants (ETF anchors for krd).
+    model: the student's Flax module.
   """
   loader: loader_lib.DatasetLoader
   state: TrainState
@@ -64,6 +65,7 @@ class StudentSetup:
   step: Callable
   eval_step: Callable
   constants: dict
+  model: nn.Module
 
 
 def student_setup(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
@@ -109,7 +111,7 @@ def student_setup(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
           model, teacher_model, projector, objective, tx, preprocess,
           scfg.distill_warmup_epochs * loader.steps_per_epoch),
       eval_step=steps_lib.make_eval_step(model, preprocess, ds.num_classes),
-      constants=constants)
+      constants=constants, model=model)
 
 
 def private_teacher_copy(teacher_variables: Any) -> Any:
@@ -132,7 +134,8 @@ def train_student(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
 
   Returns:
     The final test summary (metrics.summarize), also written to run_dir/final.json;
-    with evaluate_only, {"step", "test", "val"} of the checkpoint.
+    with evaluate_only, {"step", "test", "val", "post_hoc"} of the checkpoint
+    ("post_hoc": `evaluation.post_hoc_adjusted` of it).
   """
   if evaluate_only and not os.path.isdir(os.path.join(run_dir, "checkpoints")):
     raise checks.InputError(f"no student run to evaluate in {run_dir}; train it first "
@@ -150,7 +153,11 @@ def train_student(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
   # Only now is anything written: every check above runs first.
   run_dir_lib.check_run_dir(run_dir, run_dir_lib.role_json(cfg, "student"))
   if evaluate_only:
-    return _evaluate_checkpoint(cfg, state, run_dir, eval_fn, ds)
+    result = _evaluate_checkpoint(cfg, state, run_dir, eval_fn, ds)
+    result["post_hoc"] = evaluation.post_hoc_adjusted(
+        setup.model, result.pop("variables"), steps_lib.dataset_preprocess(cfg, ds), ds,
+        mesh)
+    return result
   state = loop.fit(run_dir=run_dir, cfg=cfg, role_cfg=scfg, state=state, step_fn=step_fn,
                    eval_fn=eval_fn, loader=setup.loader, rng=setup.rng,
                    desc=f"student {scfg.model} {scfg.method}",
@@ -176,4 +183,5 @@ def _evaluate_checkpoint(cfg, state: TrainState, run_dir: str, eval_fn: Callable
     raise checks.InputError(f"no intact checkpoint to evaluate in {run_dir}/checkpoints")
   state = restored[0]
   test, val = evaluation.test_and_val(lambda split: eval_fn(state, split), ds)
-  return {"step": int(jax.device_get(state.step)), "test": test, "val": val}
+  return {"step": int(jax.device_get(state.step)), "test": test, "val": val,
+          "variables": state.model_variables()}

@@ -721,6 +721,27 @@ def test_student_objectives(name):
   assert all(np.all(np.isfinite(g)) for g in grads)
 
 
+def test_bkd_class_weights_switch_on_at_their_epoch():
+  """Before `weights_from_epoch` BKD is plain KD (equal weights leave the renormalised
+  teacher as it is), from it on the effective-number weights apply."""
+  arrays, counts = make_inputs(1, *SHAPES[0])
+  a = f64(arrays)
+  switch = methods.get("bkd").constants(
+      {"weights_from_epoch": 3}, methods.RunContext(len(counts), 0, lambda: None, 4))
+  assert switch == {"switch_step": 12}
+  objective = methods.objective("bkd", counts, temperature=2.0, **switch)
+  for step, expected in ((11, ref_kd(a["s"], a["t"], 2.0)),
+                         (12, ref_bkd(a["s"], a["t"], np_effective_number(counts), 2.0))):
+    outputs = _outputs(arrays).replace(step=jnp.int32(step))
+    _, metrics = jax.jit(objective.fn)(outputs, 1.0)
+    np.testing.assert_allclose(metrics["bkd"], np.mean(expected), rtol=RTOL)
+  with pytest.raises(ValueError, match="StudentOutputs.step"):
+    objective.fn(_outputs(arrays), 1.0)
+  with pytest.raises(ValueError, match="weights_from_epoch=1.5 is not allowed; allowed: an "
+                     "integer >= 0"):
+    methods.get("bkd").check({"weights_from_epoch": 1.5})
+
+
 def test_student_objective_bad_outputs():
   arrays, counts = make_inputs(0, *SHAPES[0])
   kd = methods.objective("kd", counts)

@@ -142,3 +142,27 @@ def test_toy_method_runs_through_the_cli_and_a_seed_group(toy, tmp_path, capsys)
       str(tmp_path / "group"))
   assert len(summaries) == 2 and all((tmp_path / f"s{s}" / "final.json").exists()
                                      for s in (0, 1))
+
+
+def test_a_run_from_before_a_new_parameter_is_the_same_run(tmp_path):
+  """A run folder written before a method gained a hyper-parameter resumes if the new
+  one holds its default, and is refused (one line, nothing written) otherwise."""
+  import ml_collections as mlc
+  from krd_jax.train import run_dir as run_dir_lib
+  cfg = mlc.ConfigDict(config_lib.default_config().to_dict())
+  cfg.student.method = "bkd"
+  current = run_dir_lib.role_json(cfg.lock(), "student")
+  old = json.loads(json.dumps(current))
+  del old["method_kwargs"]["weights_from_epoch"]
+  (tmp_path / "run").mkdir()
+  (tmp_path / "run" / "config.json").write_text(json.dumps(old))
+  run_dir_lib.check_run_dir(str(tmp_path / "run"), current)  # accepted
+  assert json.loads((tmp_path / "run" / "config.json").read_text()) == old  # untouched
+  changed = json.loads(json.dumps(current))
+  changed["method_kwargs"]["weights_from_epoch"] = 5
+  with pytest.raises(validate.InputError, match=r"differs in \['method_kwargs'\]"):
+    run_dir_lib.check_run_dir(str(tmp_path / "run"), changed)
+  other = json.loads(json.dumps(current))
+  other["method_kwargs"]["temperature"] = 3.0
+  with pytest.raises(validate.InputError, match="another configuration"):
+    run_dir_lib.check_run_dir(str(tmp_path / "run"), other)

@@ -27,8 +27,10 @@ MDISTILLER_CIFAR_DKD_BETA = {("resnet32x4", "resnet8x4"): 8.0,
 # mdistiller configs/imagenet/r34_r18/kd.yaml and dkd.yaml.
 MDISTILLER_IMAGENET_KD = {"ce_weight": 0.5, "kd_weight": 0.5, "temperature": 1.0}
 MDISTILLER_IMAGENET_DKD = {"alpha": 1.0, "beta": 0.5, "temperature": 1.0}
-# EricZsy/BalancedKnowledgeDistillation train_student.py: T 2, effective-number beta.
+# EricZsy/BalancedKnowledgeDistillation train_student.py: T 2, effective-number beta;
+# the weights from epoch 160 of 200 on CIFAR-10 (plain KD before), from 0 on CIFAR-100.
 BKD = {"temperature": 2.0, "kd_weight": 1.0, "beta_en": 0.9999}
+BKD_WEIGHTS_FROM = {"cifar10_lt": 160, "cifar100_lt": 0}
 # kaidic/LDAM-DRW losses.py / cifar_train.py: s 30, max margin 0.5, DRW at 160 of 200,
 # models/resnet_cifar.py NormedLinear.
 LDAM_DRW = {"loss": "ldam", "loss_kwargs": {"max_margin": 0.5, "scale": 30.0},
@@ -52,9 +54,16 @@ def test_cifar_configs_run_the_authors_baselines(config, arg, pair):
   # resnet32 -> resnet8 is not an mdistiller pair: beta 2, as its plain-ResNet pairs.
   assert cfg.methods.dkd.beta == MDISTILLER_CIFAR_DKD_BETA.get(pair, 2.0)
   assert _subset(cfg.methods.bkd, BKD) == BKD
+  assert cfg.methods.bkd.weights_from_epoch == BKD_WEIGHTS_FROM[cfg.data.name]
   # On purpose (common.cifar_baselines): DKD's 20-epoch warm-up for every method.
   assert cfg.student.distill_warmup_epochs == 20
   validate.check_config(cfg, "demo")
+
+
+def test_cpu_recipe_switches_bkd_at_the_same_fraction():
+  cfg = cifar10_lt.get_config("cpu,offline")
+  assert (cfg.student.epochs, cfg.methods.bkd.weights_from_epoch) == (30, 24)
+  assert cfg.data.name == "image_folder"
 
 
 @pytest.mark.parametrize("config", [imagenet_lt, inat2018])

@@ -26,7 +26,7 @@ def get_config(arg: str = ""):
   common.cifar_baselines(cfg, "resnet32", "resnet8")
   for recipe in args & set(common.TEACHER_RECIPES):
     common.teacher_recipe(cfg, recipe)
-  if "offline" in args:
+  if "offline" in args:  # (after the recipes: they key on cfg.data.name)
     cfg.data.name = "image_folder"
     cfg.data.data_dir = os.path.expanduser("~/.cache/krd_jax/cifar10-jpg")
   if "local" in args:

@@ -45,12 +45,15 @@ class StudentOutputs:
     teacher_features: [B, d] or None.
     labels: integer [B]; required (None only so the fields can keep this
       order with defaults).
+    step: the optimiser step (int32 scalar) of this batch, for objectives whose
+      terms switch on at an epoch (BKD's class weights); None outside training.
   """
   student_logits: Array
   projected_features: Array | None = None
   teacher_logits: Array | None = None
   teacher_features: Array | None = None
   labels: Array | None = None
+  step: Array | None = None
 
 
 class StudentObjective(NamedTuple):
@@ -73,8 +76,8 @@ class StudentObjective(NamedTuple):
 class Param:
   """One hyper-parameter: its default and what is allowed.
 
-  A bool default allows True / False; `choices` a fixed set; otherwise a finite
-  number within the optional bounds.
+  A bool default allows True / False; `choices` a fixed set; an int default an
+  integer within the optional bounds; otherwise a finite number within them.
   """
   default: Any
   doc: str = ""
@@ -89,6 +92,8 @@ class Param:
       return value in self.choices
     if isinstance(self.default, bool):
       return isinstance(value, bool)
+    if checks.is_int(self.default) and not checks.is_int(value):
+      return False
     return checks.in_range(value, self.low, self.high, low_open=self.low_open,
                            high_open=self.high_open)
 
@@ -97,8 +102,10 @@ class Param:
       return "one of " + ", ".join(map(str, self.choices))
     if isinstance(self.default, bool):
       return "True or False"
-    return checks.describe_range(self.low, self.high, low_open=self.low_open,
-                                 high_open=self.high_open)
+    described = checks.describe_range(self.low, self.high, low_open=self.low_open,
+                                      high_open=self.high_open)
+    return described.replace("a number", "an integer", 1) if checks.is_int(
+        self.default) else described
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,10 +117,12 @@ class RunContext:
     seed: the run's seed.
     class_means: () -> [C, d] float64, the teacher's per-class mean feature on
       the training set; computed (one pass over the training data) on first call.
+    steps_per_epoch: optimiser steps per epoch (to turn epochs into steps).
   """
   num_classes: int
   seed: int
   class_means: Callable[[], np.ndarray]
+  steps_per_epoch: int = 1
 
 
 def _always(value):

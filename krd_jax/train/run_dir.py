@@ -17,6 +17,7 @@ import ml_collections
 
 from krd_jax import checks
 from krd_jax import distributed
+from krd_jax import methods
 
 
 def role_json(cfg: ml_collections.ConfigDict, role: str) -> dict:
@@ -51,7 +52,7 @@ def check_run_dir(run_dir: str, cfg_json: dict) -> None:
   if exists:
     with open(path) as f:
       previous = json.load(f)
-    if previous != cfg_json:
+    if previous != cfg_json and not only_new_defaults(previous, cfg_json):
       changed = sorted(k for k in set(previous) | set(cfg_json)
                        if previous.get(k) != cfg_json.get(k))
       raise checks.InputError(
@@ -62,3 +63,18 @@ def check_run_dir(run_dir: str, cfg_json: dict) -> None:
   if distributed.is_primary():
     os.makedirs(run_dir, exist_ok=True)
   write_json_atomic(path, cfg_json, indent=1, sort_keys=True)
+
+
+def only_new_defaults(previous: dict, current: dict) -> bool:
+  """Whether `current` differs from a saved run's config only by method hyper-parameters
+  the library added since, at their defaults: then it is the same run (a BKD run from
+  before `weights_from_epoch` existed had the weights on from epoch 0, the default)."""
+  old, new = previous.get("method_kwargs"), current.get("method_kwargs")
+  if not isinstance(old, dict) or not isinstance(new, dict):
+    return False
+  rest = lambda d: {k: v for k, v in d.items() if k != "method_kwargs"}
+  if rest(previous) != rest(current) or any(new.get(k, object()) != v for k, v in old.items()):
+    return False
+  name = current.get("student", {}).get("method")
+  defaults = methods.get(name).defaults() if name in methods.names() else {}
+  return all(k in defaults and new[k] == defaults[k] for k in set(new) - set(old))

@@ -143,7 +143,8 @@ def make_student_step(model: nn.Module, teacher_model: nn.Module | None,
                    if projector is not None else None)
       outputs = methods.StudentOutputs(
           student_logits=logits, projected_features=projected,
-          teacher_logits=teacher_logits, teacher_features=teacher_features, labels=labels)
+          teacher_logits=teacher_logits, teacher_features=teacher_features, labels=labels,
+          step=state.step)
       loss, parts = objective.fn(outputs, distill_scale)
       return loss, (logits, batch_stats, parts)
 

@@ -166,3 +166,31 @@ def test_a_run_from_before_a_new_parameter_is_the_same_run(tmp_path):
   other["method_kwargs"]["temperature"] = 3.0
   with pytest.raises(validate.InputError, match="another configuration"):
     run_dir_lib.check_run_dir(str(tmp_path / "run"), other)
+
+
+def test_a_methods_own_warm_up_overrides_the_students():
+  """methods.<m>.warmup_epochs >= 0 is the method's ramp (KD 0, DKD 20 in the CIFAR
+  recipes); -1 defers to student.distill_warmup_epochs. Checked in the built step."""
+  import jax
+  from krd_jax import runs
+  from krd_jax.train import state as state_lib
+  from krd_jax.train import student as student_lib
+  from krd_jax.train import teacher as teacher_lib
+  from test_train import _config, _tiny_dataset
+  kd = methods.get("kd")
+  assert kd.warmup_epochs({}, 7) == 7 and kd.warmup_epochs({"warmup_epochs": 0}, 7) == 0
+  ds = _tiny_dataset()
+  for own, expected_scale in ((-1, 0.0), (0, 1.0), (2, 0.0)):
+    cfg = ml_collections.ConfigDict(_config("unused", model="mlp", method="kd").to_dict())
+    cfg.student.distill_warmup_epochs = 3
+    cfg.methods.kd.warmup_epochs = own
+    cfg = cfg.lock()
+    mesh = runs.make_mesh(cfg)
+    model = state_lib.build_model(cfg.teacher, ds.num_classes, jnp.float32)
+    teacher = teacher_lib.Teacher(
+        model, state_lib.init_variables(model, ds.image_shape, jax.random.PRNGKey(0)), {}, {})
+    setup = student_lib.student_setup(cfg, ds, mesh, teacher)
+    batch = next(iter(setup.loader.epoch(0)))
+    _, metrics = jax.jit(setup.step)(setup.state.replace(teacher=teacher.variables), batch,
+                                     setup.rng)
+    assert float(metrics["distill_scale"]) == expected_scale, own

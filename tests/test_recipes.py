@@ -19,17 +19,21 @@ from experiments.configs import cifar100_lt, cifar10_lt, imagenet_lt, inat2018  
 from krd_jax import validate  # noqa: E402
 
 # megvii-research/mdistiller, mdistiller/engine/cfg.py: CIFAR KD.
-MDISTILLER_CIFAR_KD = {"ce_weight": 0.1, "kd_weight": 0.9, "temperature": 4.0}
+# No warm-up for KD (its distiller has none); DKD ramps over 20 epochs (DKD.WARMUP).
+MDISTILLER_CIFAR_KD = {"ce_weight": 0.1, "kd_weight": 0.9, "temperature": 4.0,
+                       "warmup_epochs": 0}
 # mdistiller configs/cifar100/dkd/{res32x4_res8x4,wrn40_2_wrn_16_2,res56_res20,
 # res110_res32}.yaml: T 4, alpha 1, beta per pair.
 MDISTILLER_CIFAR_DKD_BETA = {("resnet32x4", "resnet8x4"): 8.0,
                              ("wrn_40_2", "wrn_16_2"): 6.0}
 # mdistiller configs/imagenet/r34_r18/kd.yaml and dkd.yaml.
-MDISTILLER_IMAGENET_KD = {"ce_weight": 0.5, "kd_weight": 0.5, "temperature": 1.0}
-MDISTILLER_IMAGENET_DKD = {"alpha": 1.0, "beta": 0.5, "temperature": 1.0}
+MDISTILLER_IMAGENET_KD = {"ce_weight": 0.5, "kd_weight": 0.5, "temperature": 1.0,
+                          "warmup_epochs": 0}
+MDISTILLER_IMAGENET_DKD = {"alpha": 1.0, "beta": 0.5, "temperature": 1.0,
+                           "warmup_epochs": 1}
 # EricZsy/BalancedKnowledgeDistillation train_student.py: T 2, effective-number beta;
 # the weights from epoch 160 of 200 on CIFAR-10 (plain KD before), from 0 on CIFAR-100.
-BKD = {"temperature": 2.0, "kd_weight": 1.0, "beta_en": 0.9999}
+BKD = {"temperature": 2.0, "kd_weight": 1.0, "beta_en": 0.9999, "warmup_epochs": 0}
 BKD_WEIGHTS_FROM = {"cifar10_lt": 160, "cifar100_lt": 0}
 # kaidic/LDAM-DRW losses.py / cifar_train.py: s 30, max margin 0.5, DRW at 160 of 200,
 # models/resnet_cifar.py NormedLinear.
@@ -50,14 +54,21 @@ def test_cifar_configs_run_the_authors_baselines(config, arg, pair):
   cfg = config.get_config(arg)
   assert (cfg.teacher.model, cfg.student.model) == pair
   assert _subset(cfg.methods.kd, MDISTILLER_CIFAR_KD) == MDISTILLER_CIFAR_KD
-  assert (cfg.methods.dkd.alpha, cfg.methods.dkd.temperature) == (1.0, 4.0)
+  assert (cfg.methods.dkd.alpha, cfg.methods.dkd.temperature,
+          cfg.methods.dkd.warmup_epochs) == (1.0, 4.0, 20)
   # resnet32 -> resnet8 is not an mdistiller pair: beta 2, as its plain-ResNet pairs.
   assert cfg.methods.dkd.beta == MDISTILLER_CIFAR_DKD_BETA.get(pair, 2.0)
   assert _subset(cfg.methods.bkd, BKD) == BKD
   assert cfg.methods.bkd.weights_from_epoch == BKD_WEIGHTS_FROM[cfg.data.name]
-  # On purpose (common.cifar_baselines): DKD's 20-epoch warm-up for every method.
-  assert cfg.student.distill_warmup_epochs == 20
+  # KRDistill and LTKD keep the student-wide ramp (-1: defer to it).
+  assert cfg.student.distill_warmup_epochs == 20 and cfg.methods.krd.warmup_epochs == -1
   validate.check_config(cfg, "demo")
+
+
+def test_local_mode_drops_every_warm_up():
+  cfg = cifar100_lt.get_config("local")
+  assert cfg.student.distill_warmup_epochs == 0
+  assert all(hp.get("warmup_epochs", -1) <= 0 for hp in cfg.methods.values())
 
 
 def test_cpu_recipe_switches_bkd_at_the_same_fraction():
@@ -71,7 +82,6 @@ def test_large_configs_run_mdistillers_imagenet_baselines(config):
   cfg = config.get_config("")
   assert _subset(cfg.methods.kd, MDISTILLER_IMAGENET_KD) == MDISTILLER_IMAGENET_KD
   assert _subset(cfg.methods.dkd, MDISTILLER_IMAGENET_DKD) == MDISTILLER_IMAGENET_DKD
-  assert cfg.student.distill_warmup_epochs == 1
 
 
 @pytest.mark.parametrize("config", [cifar10_lt, cifar100_lt])

@@ -53,17 +53,17 @@ def cifar_config(dataset: str, teacher: str, student: str, epochs: int = 200):
 def cifar_baselines(cfg, teacher: str, student: str):
   """KD, DKD and BKD at their authors' CIFAR settings."""
   # mdistiller mdistiller/engine/cfg.py (CIFAR): 0.1 CE + 0.9 KD at T = 4.
-  cfg.methods.kd.update(ce_weight=0.1, kd_weight=0.9, temperature=4.0)
+  cfg.methods.kd.update(ce_weight=0.1, kd_weight=0.9, temperature=4.0, warmup_epochs=0)
   # mdistiller configs/cifar100/dkd/*.yaml: T = 4, alpha = 1, beta per pair. ResNet-32 ->
   # ResNet-8 is not one of its pairs: beta 2, the value of its two plain-ResNet pairs.
   cfg.methods.dkd.update(alpha=1.0, beta=DKD_CIFAR_BETA.get((teacher, student), 2.0),
-                         temperature=4.0)
+                         temperature=4.0, warmup_epochs=20)
   # EricZsy/BalancedKnowledgeDistillation train_student.py: T = 2, KD weight 1; the class
   # weights from epoch 160 of 200 on CIFAR-10 (plain KD before), from 0 on CIFAR-100.
   switch = int(0.8 * cfg.student.epochs) if cfg.data.name == "cifar10_lt" else 0
-  cfg.methods.bkd.update(temperature=2.0, kd_weight=1.0, weights_from_epoch=switch)
-  # Differs on purpose: one distillation warm-up for every method (DKD's 20 epochs; KD
-  # and BKD use none in their authors' code) until warm-up is a per-method setting.
+  cfg.methods.bkd.update(temperature=2.0, kd_weight=1.0, weights_from_epoch=switch,
+                         warmup_epochs=0)
+  # KRDistill and LTKD keep the student-wide 20-epoch ramp (cifar_config).
   return cfg
 
 
@@ -74,8 +74,8 @@ def imagenet_baselines(cfg):
   cfg.methods.kd.update(ce_weight=0.5, kd_weight=0.5, temperature=1.0)
   # configs/imagenet/r34_r18/dkd.yaml: CE 1, beta 0.5, T 1, warm-up 1 epoch (alpha the
   # default 1).
-  cfg.methods.dkd.update(alpha=1.0, beta=0.5, temperature=1.0)
-  cfg.student.distill_warmup_epochs = 1
+  cfg.methods.kd.warmup_epochs = 0
+  cfg.methods.dkd.update(alpha=1.0, beta=0.5, temperature=1.0, warmup_epochs=1)
   return cfg
 
 
@@ -124,6 +124,9 @@ def local_mode(cfg, epochs: int = 2):
     role.optim.warmup_epochs = 0
     role.optim.step_epochs = ()
   cfg.student.distill_warmup_epochs = 0
+  for hparams in cfg.methods.values():  # methods with a warm-up of their own
+    if hparams.get("warmup_epochs", -1) > 0:
+      hparams.warmup_epochs = 0
   cfg.eval_every_epochs = epochs
   cfg.checkpoint_every_epochs = epochs
   cfg.workdir += "_local"

@@ -169,6 +169,12 @@ class Method:
         checks.fail(f"{key}.{name}", value, self.params[name].allowed())
     return {**self.defaults(), **hparams}
 
+  def warmup_epochs(self, hparams: Mapping[str, Any], student_default: int) -> int:
+    """Epochs the distillation terms ramp over: the method's own `warmup_epochs` where
+    it sets one (>= 0), else the student-wide `student.distill_warmup_epochs`."""
+    own = {**self.defaults(), **hparams}.get("warmup_epochs", -1)
+    return student_default if own < 0 else own
+
   def needs_teacher(self, hparams: Mapping[str, Any]) -> bool:
     return bool(self.uses_teacher({**self.defaults(), **hparams}))
 
@@ -253,3 +259,9 @@ def temperature(default: float = 4.0) -> Param:
 
 def weight(default: float = 1.0, doc: str = "") -> Param:
   return Param(default, doc, low=0.0)
+
+
+def warmup() -> Param:
+  """A distillation method's own warm-up; -1 (the default) defers to the student's."""
+  return Param(-1, "epochs the distillation terms ramp over; -1: "
+               "student.distill_warmup_epochs", low=-1)

@@ -41,6 +41,7 @@ METHOD = base.Method(
                                   high_open=True),
             "weights_from_epoch": base.Param(
                 0, "epoch the class weights switch on (plain KD before; the authors use "
-                "160 of 200 on CIFAR-10, 0 on CIFAR-100)", low=0)},
+                "160 of 200 on CIFAR-10, 0 on CIFAR-100)", low=0),
+            "warmup_epochs": base.warmup()},
     build=build, uses_teacher=lambda hp: True, constants=constants,
-    build_ignores=("weights_from_epoch",))
+    build_ignores=("weights_from_epoch", "warmup_epochs"))

@@ -24,5 +24,5 @@ def build(counts, temperature, kd_weight, ce_weight):
 METHOD = base.Method(
     name="kd", title="KD",
     params={"temperature": base.temperature(), "kd_weight": base.weight(),
-            "ce_weight": base.weight()},
-    build=build, uses_teacher=lambda hp: True)
+            "ce_weight": base.weight(), "warmup_epochs": base.warmup()},
+    build=build, uses_teacher=lambda hp: True, build_ignores=("warmup_epochs",))

@@ -45,6 +45,7 @@ PARAMS = {
     "use_lrd": base.Param(True, "include the logit-rectified term"),
     "anchor": base.Param("aligned", "ETF anchors: Procrustes-aligned to the teacher's "
                          "class means, or seeded random", choices=("aligned", "random")),
+    "warmup_epochs": base.warmup(),
 }
 
 
@@ -116,4 +117,4 @@ def _check_anchors(anchors: Any, center: Any, num_classes: int):
 METHOD = base.Method(
     name="krd", title="KRDistill", params=PARAMS, build=build,
     uses_teacher=lambda hp: hp["use_rrd"] or hp["use_lrd"], constants=constants,
-    seed_dependence=seed_dependence, build_ignores=("anchor",))
+    seed_dependence=seed_dependence, build_ignores=("anchor", "warmup_epochs"))

@@ -44,5 +44,6 @@ METHOD = base.Method(
         "groups": base.Param("tercile", "how classes form head / medium / tail",
                              choices=("tercile", "absolute")),
         "ce_weight": base.weight(),
+        "warmup_epochs": base.warmup(),
     },
-    build=build, uses_teacher=lambda hp: True)
+    build=build, uses_teacher=lambda hp: True, build_ignores=("warmup_epochs",))

@@ -110,7 +110,8 @@ def student_setup(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
       rng=rng_train,
       step=steps_lib.make_student_step(
           model, teacher_model, projector, objective, tx, preprocess,
-          scfg.distill_warmup_epochs * loader.steps_per_epoch),
+          method.warmup_epochs(cfg.methods[scfg.method].to_dict(),
+                               scfg.distill_warmup_epochs) * loader.steps_per_epoch),
       eval_step=steps_lib.make_eval_step(model, preprocess, ds.num_classes),
       constants=constants, model=model)
 

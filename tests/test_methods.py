@@ -22,7 +22,7 @@ from krd_jax.methods import base
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = f"{REPO}/experiments/configs/digits_lt.py:local"
-FAST = ("--config.progress=False", "--config.teacher.epochs=2", "--config.student.epochs=2",
+FAST = ("--config.progress=False", "--config.teacher.epochs=1", "--config.student.epochs=1",
         "--config.eval_every_epochs=1", "--config.checkpoint_every_epochs=1")
 
 

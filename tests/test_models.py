@@ -344,7 +344,24 @@ def test_mlp_and_small_cnn_options():
   assert set(variables["params"]) == {"hidden0", "hidden1", "fc"}
 
 
-@pytest.mark.parametrize("name", ["resnet8", "wrn_16_2", "mlp", "small_cnn"])
+# One model of each architecture class (every name is built by one of these).
+ONE_PER_CLASS = ["resnet8", "resnet18", "wrn_16_2", "mobilenetv2", "shufflenetv2", "mlp",
+                 "small_cnn"]
+
+
+@pytest.mark.parametrize("name", ONE_PER_CLASS)
+def test_every_model_takes_the_cosine_classifier(name):
+  """classifier="cosine" swaps the head for NormedLinear (a kernel, no bias) and keeps
+  the output shapes (abstract: no compilation)."""
+  model = create_model(name, _num_classes(name), classifier="cosine")
+  x = jnp.zeros((2, *input_shape(name)))
+  variables = _abstract_variables(model, x)
+  assert set(variables["params"]["fc"]) == {"kernel"}
+  logits, _ = jax.eval_shape(lambda v: model.apply(v, x, train=False), variables)
+  assert logits.shape == (2, _num_classes(name))
+
+
+@pytest.mark.parametrize("name", ["mlp", "small_cnn"])
 def test_cosine_classifier_outputs_cosines(name):
   """classifier="cosine" (LDAM-DRW's NormedLinear): logits are the cosines between the
   normalised features and the normalised class weights, |z| <= 1, no bias."""

@@ -138,7 +138,8 @@ class Method:
     title: the name papers print ("KRDistill", "KD", ...), for tables.
     params: hyper-parameter name -> Param; exactly the keys of `methods.<name>`.
     build: (counts [C], **hparams, **constants) -> StudentObjective; takes every
-      param except those in `build_ignores`, plus the constants.
+      param except those in `build_ignores` and `warmup_epochs` (read here, by
+      `Method.warmup_epochs`), plus the constants.
     uses_teacher: hparams -> whether the objective reads the teacher.
     constants: (hparams, RunContext) -> dict of per-run constants for `build`
       (computed once per run, shared by a group of seeds).
@@ -182,9 +183,12 @@ class Method:
                 constants: Mapping[str, Any] | None = None) -> StudentObjective:
     """Builds the objective for training counts [C] (hparams checked, defaults filled)."""
     hparams = self.check(hparams)
-    kwargs = {k: v for k, v in hparams.items() if k not in self.build_ignores}
+    ignored = {*self.build_ignores, "warmup_epochs"}
+    kwargs = {k: v for k, v in hparams.items() if k not in ignored}
     allowed = list(inspect.signature(self.build).parameters)[1:]
-    extra = sorted(set(constants or {}) - set(allowed) | set(constants or {}) & set(kwargs))
+    given = set(constants or {})
+    # Constants must be build arguments, and none may shadow a hyper-parameter.
+    extra = sorted((given - set(allowed)) | (given & set(kwargs)))
     if extra:
       allowed = list(self.params) + [k for k in allowed if k not in self.params]
       raise ValueError(f"unknown hyper-parameter(s) {extra} for student method "

@@ -44,4 +44,4 @@ METHOD = base.Method(
                 "160 of 200 on CIFAR-10, 0 on CIFAR-100)", low=0),
             "warmup_epochs": base.warmup()},
     build=build, uses_teacher=lambda hp: True, constants=constants,
-    build_ignores=("weights_from_epoch", "warmup_epochs"))
+    build_ignores=("weights_from_epoch",))

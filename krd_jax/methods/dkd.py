@@ -26,4 +26,4 @@ METHOD = base.Method(
     name="dkd", title="DKD",
     params={"alpha": base.weight(1.0, "TCKD weight"), "beta": base.weight(8.0, "NCKD weight"),
             "temperature": base.temperature(), "warmup_epochs": base.warmup()},
-    build=build, uses_teacher=lambda hp: True, build_ignores=("warmup_epochs",))
+    build=build, uses_teacher=lambda hp: True)

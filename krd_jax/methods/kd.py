@@ -25,4 +25,4 @@ METHOD = base.Method(
     name="kd", title="KD",
     params={"temperature": base.temperature(), "kd_weight": base.weight(),
             "ce_weight": base.weight(), "warmup_epochs": base.warmup()},
-    build=build, uses_teacher=lambda hp: True, build_ignores=("warmup_epochs",))
+    build=build, uses_teacher=lambda hp: True)

@@ -117,4 +117,4 @@ def _check_anchors(anchors: Any, center: Any, num_classes: int):
 METHOD = base.Method(
     name="krd", title="KRDistill", params=PARAMS, build=build,
     uses_teacher=lambda hp: hp["use_rrd"] or hp["use_lrd"], constants=constants,
-    seed_dependence=seed_dependence, build_ignores=("anchor", "warmup_epochs"))
+    seed_dependence=seed_dependence, build_ignores=("anchor",))

@@ -46,4 +46,4 @@ METHOD = base.Method(
         "ce_weight": base.weight(),
         "warmup_epochs": base.warmup(),
     },
-    build=build, uses_teacher=lambda hp: True, build_ignores=("warmup_epochs",))
+    build=build, uses_teacher=lambda hp: True)

@@ -40,7 +40,8 @@ def method_constants(cfg: ml_collections.ConfigDict, teacher: teacher_lib.Teache
   method = methods.get(cfg.student.method)
   context = methods.RunContext(
       num_classes=ds.num_classes, seed=cfg.seed,
-      class_means=functools.partial(teacher_lib.class_means, teacher, cfg, ds, mesh),
+      class_means=functools.cache(
+          functools.partial(teacher_lib.class_means, teacher, cfg, ds, mesh)),
       steps_per_epoch=ds.num_train // cfg.student.batch_size)
   return method.constants(method.check(cfg.methods[method.name].to_dict()), context)
 

@@ -11,7 +11,7 @@ line per finished run, and stops starting new runs after --time-limit seconds.
       --workdir runs/bench_c10lt --results benchmarks/results/cifar10_lt.jsonl
   python benchmarks/cifar_lt_accuracy.py --summarize benchmarks/results/cifar10_lt.jsonl
 
-Recipe: experiments/configs/cifar10_lt.py:cpu (ResNet-32 teacher, ResNet-8 student,
+Recipe: krd_jax/configs/cifar10_lt.py:cpu (ResNet-32 teacher, ResNet-8 student,
 30 epochs each, SGD, batch 128, crop + flip). About 10 minutes on one H200 for the
 first dozen rows; about 2 hours per seed of every row on 2 CPU cores.
 """
@@ -98,7 +98,7 @@ def load(folder: str, val_per_class: int, n_max: int):
 
 def base_config(workdir: str, epochs: int, dtype: str):
   """The cifar10_lt `cpu` recipe with `epochs` epochs (lr steps at 80% and 90%)."""
-  from experiments.configs import cifar10_lt
+  from krd_jax.configs import cifar10_lt
   cfg = cifar10_lt.get_config("cpu").unlock()
   cfg.workdir = workdir
   cfg.compute_dtype = dtype

@@ -12,8 +12,8 @@ The teacher is a randomly initialised one (its quality does not change the cost)
   python benchmarks/parallel_seeds.py --recipe digits                    # ~2 min, 2 CPU cores
   python benchmarks/parallel_seeds.py --recipe cifar10_lt --e2e-epochs 1 # ~15 min, 2 CPU cores
 
-Recipes: digits = experiments/configs/digits_lt.py (MLP 256 -> MLP 32, 150 epochs);
-cifar10_lt = experiments/configs/cifar10_lt.py:offline (ResNet-32 -> ResNet-8, batch
+Recipes: digits = krd_jax/configs/digits_lt.py (MLP 256 -> MLP 32, 150 epochs);
+cifar10_lt = krd_jax/configs/cifar10_lt.py:offline (ResNet-32 -> ResNet-8, batch
 128; the CIFAR-10 folder extracted at ~/.cache/krd_jax/cifar10-jpg).
 """
 
@@ -44,16 +44,12 @@ from krd_jax.train import steps as steps_lib  # noqa: E402
 from krd_jax.train import student as student_lib  # noqa: E402
 from krd_jax.train import teacher as teacher_lib  # noqa: E402
 
-RECIPES = {"digits": ("experiments/configs/digits_lt.py", ""),
-           "cifar10_lt": ("experiments/configs/cifar10_lt.py", "offline")}
+RECIPES = {"digits": "digits_lt", "cifar10_lt": "cifar10_lt:offline"}
 
 
 def load_config(recipe: str, workdir: str) -> ml_collections.ConfigDict:
-  from experiments.configs import cifar10_lt, digits_lt  # noqa: F401
-  path, arg = RECIPES[recipe]
-  module = {"digits": digits_lt, "cifar10_lt": cifar10_lt}[recipe]
-  cfg = module.get_config(arg) if arg else module.get_config()
-  cfg = cfg.unlock()
+  from krd_jax import configs
+  cfg = configs.get(RECIPES[recipe]).unlock()
   cfg.workdir = workdir
   cfg.progress = False
   return cfg

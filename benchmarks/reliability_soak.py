@@ -49,7 +49,7 @@ MODES = ("external_kill", "kill_step", "kill_save_write", "kill_save_commit", "k
 
 def command(workdir: pathlib.Path, steps: int, every: int, keep: int) -> list[str]:
   return [sys.executable, "-m", "krd_jax.testing.run_with_faults", "teacher",
-          f"--config={REPO}/experiments/configs/digits_lt.py",
+          "--config=digits_lt",
           f"--config.workdir={workdir}", "--config.progress=False",
           f"--config.teacher.epochs={steps // STEPS_PER_EPOCH}",
           f"--config.checkpoint_every_steps={every}", f"--config.log_every_steps={every}",

@@ -1,13 +1,16 @@
-"""Command line: python -m krd_jax {demo,teacher,student,evaluate} [--config=FILE[:ARG]] [--config.key=value ...]
+"""Command line: python -m krd_jax COMMAND [--config=RECIPE[:ARG] | --config=FILE[:ARG]] [--config.key=value ...]
 
   demo      train the teacher, then students with every demo method; print one table
   teacher   train (or reuse) the configured teacher
   student   distil the configured student (training the teacher first if needed)
   evaluate  evaluate the saved teacher and the newest checkpoint of the configured
             student run on the test set (nothing trained or written)
+  show      print the resolved config (recipe, argument and overrides) and exit
 
-The config defaults to experiments/configs/digits_lt.py (the embedded default);
-override any field with --config.a.b=value. Unknown keys, wrong types and values out
+--config names a recipe that ships with krd_jax (digits_lt, cifar10_lt, cifar100_lt,
+imagenet_lt, inat2018; e.g. --config=cifar100_lt:offline,local) or a config file of
+your own (--config=my_config.py:ARG). It defaults to digits_lt, the embedded default.
+Override any field with --config.a.b=value. Unknown keys, wrong types and values out
 of range are refused before anything runs.
 
 Several processes (TPU pod workers, SLURM tasks) run the same command and train as
@@ -33,7 +36,7 @@ import os
 import re
 import sys
 
-COMMANDS = ("demo", "teacher", "student", "evaluate")
+COMMANDS = ("demo", "teacher", "student", "evaluate", "show")
 EXIT_BAD_INPUT = 2
 EXIT_NONFINITE = 3
 EXIT_WRITE_FAILED = 4
@@ -46,8 +49,8 @@ class _UsageError(Exception):
 
 
 def _default_config_path() -> str:
-  here = os.path.dirname(os.path.abspath(__file__))
-  return os.path.join(os.path.dirname(here), "experiments", "configs", "digits_lt.py")
+  from krd_jax import configs  # pylint: disable=g-import-not-at-top
+  return configs.path(configs.DEFAULT)
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -83,13 +86,19 @@ def parse(argv: list[str]):
   """
   from absl import flags  # pylint: disable=g-import-not-at-top
   from krd_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from krd_jax import configs  # pylint: disable=g-import-not-at-top
+  try:
+    argv = configs.resolve_argv(argv)  # a shipped recipe's name -> its file
+  except ValueError as error:
+    raise _UsageError(str(error)) from None
   base_values = _config_flag(None)
   try:
     rest = base_values(list(argv), known_only=True)
     base = base_values.config
     base.keys()  # A config file that failed to load raises only when first read.
   except flags.Error as error:  # e.g. "--config" without a value
-    raise _UsageError(f"{_last_line(error)}; allowed: --config=FILE[:ARG]") from None
+    raise _UsageError(f"{_last_line(error)}; allowed: --config=RECIPE[:ARG] or "
+                      "--config=FILE[:ARG]") from None
   except Exception as error:  # pylint: disable=broad-except
     where = base_values["config"].config_filename or _default_config_path()
     raise _UsageError(f"config file {where} does not load: {_last_line(error)}") from None
@@ -105,7 +114,7 @@ def parse(argv: list[str]):
         i += 1  # "--config.key value": the value is the next argument.
     elif arg.startswith("-"):
       raise _UsageError(f"unknown flag --{arg.lstrip('-').split('=', 1)[0]}; allowed: "
-                        "--config=FILE[:ARG] and --config.<key>=VALUE")
+                        "--config=RECIPE[:ARG] or FILE[:ARG], and --config.<key>=VALUE")
     else:
       positional.append(arg)
     i += 1
@@ -142,7 +151,9 @@ def _say(kind: str, message: str) -> None:
 
 def _execute(command: str, cfg) -> None:
   from krd_jax import distributed, runs  # pylint: disable=g-import-not-at-top
-  if command == "demo":
+  if command == "show":
+    print(cfg)
+  elif command == "demo":
     result = runs.demo(cfg)
     if not distributed.is_primary():  # one report per job
       return

@@ -2,7 +2,7 @@
 
 The CLI, the notebook and the ablation runner all start from `default_config()` (the
 embedded digits_lt setup) and override fields; experiment files in
-`experiments/configs/` do the same. ConfigDicts are locked, so a typo in an override
+`krd_jax/configs/` do the same. ConfigDicts are locked, so a typo in an override
 is an error, and typed, so a string where a float belongs is an error. Values are
 checked against their allowed ranges by `krd_jax.validate` before a run starts.
 """

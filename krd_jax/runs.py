@@ -16,6 +16,8 @@ import time
 import ml_collections
 
 from krd_jax import distributed
+from krd_jax import losses
+from krd_jax import methods
 from krd_jax import sharding
 from krd_jax import validate
 from krd_jax.data import load_dataset
@@ -124,11 +126,11 @@ def evaluate(cfg: ml_collections.ConfigDict) -> dict:
   if t is not None:
     eval_step = steps_lib.jit_eval_step(steps_lib.make_eval_step(
         t.model, steps_lib.dataset_preprocess(cfg, ds), ds.num_classes), mesh)
-    name = f"teacher {cfg.teacher.model} ({cfg.teacher.loss})"
+    name = teacher_row_name(cfg)
     rows[name] = evaluation.evaluate(eval_step, t.variables, ds, "test", mesh)
     rows.update(_post_hoc_row(name, teacher_post_hoc(cfg, t, ds, mesh)))
   result = student_lib.train_student(cfg, ds, mesh, t, student_dir(cfg), evaluate_only=True)
-  name = f"student {cfg.student.model} {cfg.student.method} (step {result['step']})"
+  name = f"{student_row_name(cfg, cfg.student.method)} (step {result['step']})"
   rows[name] = result["test"]
   rows.update(_post_hoc_row(name, result["post_hoc"]))
   return {"rows": rows, "student": result}
@@ -138,6 +140,17 @@ def teacher_post_hoc(cfg: ml_collections.ConfigDict, t, ds, mesh) -> dict:
   """`evaluation.post_hoc_adjusted` of the teacher."""
   return evaluation.post_hoc_adjusted(t.model, t.variables,
                                       steps_lib.dataset_preprocess(cfg, ds), ds, mesh)
+
+
+def teacher_row_name(cfg: ml_collections.ConfigDict) -> str:
+  """'teacher resnet32 (LDAM-DRW)': a table row's name for the configured teacher."""
+  title = losses.teacher_title(cfg.teacher.loss, cfg.teacher.drw_epoch)
+  return f"teacher {cfg.teacher.model} ({title})"
+
+
+def student_row_name(cfg: ml_collections.ConfigDict, method: str) -> str:
+  """'student resnet8 KRDistill (krd)': a table row's name for a student of `method`."""
+  return f"student {cfg.student.model} {methods.display_name(method)}"
 
 
 def _post_hoc_row(name: str, post_hoc: dict) -> dict:
@@ -157,14 +170,14 @@ def demo(cfg: ml_collections.ConfigDict) -> dict:
   ds = load_data(cfg)
   mesh = make_mesh(cfg)
   t = teacher_lib.ensure_teacher(cfg, ds, mesh)
-  teacher_name = f"teacher {cfg.teacher.model} ({cfg.teacher.loss})"
+  teacher_name = teacher_row_name(cfg)
   rows = {teacher_name: t.summary}
   # The cheapest long-tail baseline: the teacher's own logits, prior-corrected.
   rows.update(_post_hoc_row(teacher_name, teacher_post_hoc(cfg, t, ds, mesh)))
   for method in cfg.demo_methods:
     run_cfg = with_method(cfg, method)
     summary = student_lib.train_student(run_cfg, ds, mesh, t, student_dir(run_cfg))
-    rows[f"student {cfg.student.model} {method}"] = summary
+    rows[student_row_name(cfg, method)] = summary
   table = metrics_lib.format_table(rows)
   plot = os.path.join(cfg.workdir, "per_class_accuracy.png")
   if distributed.is_primary():

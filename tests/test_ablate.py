@@ -1,4 +1,4 @@
-"""Ablation sweeps (experiments/ablate.py): grid parsing, one shared teacher, reports,
+"""Ablation sweeps (krd_jax.ablate, run as experiments/ablate.py): grid parsing, one shared teacher, reports,
 resume without retraining, and refusal of bad grids before anything is written."""
 
 import csv
@@ -8,12 +8,10 @@ import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:  # `pytest` run without `python -m` leaves the root off the path
-  sys.path.insert(0, REPO)
+from krd_jax import ablate
+from krd_jax.config import default_config
 
-from experiments import ablate  # noqa: E402
-from krd_jax.config import default_config  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _base(epochs=2):
@@ -106,7 +104,7 @@ def test_cli_takes_the_dashed_parallel_seeds_flag(tmp_path):
   assert not workdir.exists()
 
 
-def test_sweep_shares_the_teacher_writes_reports_and_resumes(tmp_path):
+def test_sweep_shares_the_teacher_writes_reports_and_resumes(tmp_path, capsys):
   workdir, out = str(tmp_path / "sweep"), str(tmp_path / "reports")
   args = (_base(), "methods.krd.lam=0,0.5", ["krd", "kd"], [0, 1], workdir, out)
   first = ablate.run_sweep(*args)
@@ -129,13 +127,22 @@ def test_sweep_shares_the_teacher_writes_reports_and_resumes(tmp_path):
     assert column in summary[0] and f"{column}_std" in summary[0]
   with open(os.path.join(out, "summary.md")) as f:
     table = f.read()
-  assert table.count("| krd lam=") == 2 and table.count("| kd lam=") == 2
+  assert table.count("| KRDistill (krd) lam=") == 2 and table.count("| KD lam=") == 2
   assert "±" in table
   assert os.path.getsize(os.path.join(out, "balanced_vs_methods_krd_lam.png")) > 1000
 
   # Run again: every run is finished, nothing trains and no final.json is rewritten.
+  # With progress on (it is not part of a run's identity), one line per run says so.
   mtimes = _final_mtimes(workdir)
-  again = ablate.run_sweep(*args)
+  chatty = _base().unlock()
+  chatty.progress = True
+  capsys.readouterr()
+  again = ablate.run_sweep(chatty.lock(), *args[1:])
+  lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+  assert len(lines) == 8
+  assert lines[0].startswith("[1/8] KRDistill (krd) seed 0, methods.krd.lam=0.0: balanced ")
+  assert lines[-1].startswith("[8/8] KD seed 1, methods.krd.lam=0.5: balanced ")
+  assert all(line.endswith("(reused)") for line in lines)
   assert again["trained"] == 0 and again["teachers_trained"] == 0
   assert _final_mtimes(workdir) == mtimes
   assert [r["balanced"] for r in again["rows"]] == [r["balanced"] for r in first["rows"]]

@@ -21,7 +21,7 @@ from krd_jax.losses import long_tail
 from krd_jax.methods import base
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = f"{REPO}/experiments/configs/digits_lt.py:local"
+CONFIG = "digits_lt:local"
 FAST = ("--config.progress=False", "--config.teacher.epochs=1", "--config.student.epochs=1",
         "--config.eval_every_epochs=1", "--config.checkpoint_every_epochs=1")
 
@@ -124,10 +124,7 @@ def test_toy_method_runs_through_the_cli_and_a_seed_group(toy, tmp_path, capsys)
     cfgs.append(cfg.lock())
   assert seeds_lib.seed_dependence(cfgs[0]) is None
   # The ablation runner sweeps the toy's own key, and refuses a value it does not allow.
-  import sys
-  if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-  from experiments import ablate
+  from krd_jax import ablate
   planned = ablate.plan(cfgs[0], ablate.parse_grid("methods.toy_gap.weight=0,0.5", cfgs[0]),
                         ["toy_gap"], [0], str(tmp_path / "sweep"))
   assert [r.teacher_dir is None for r in planned] == [True, False]  # weight 0: no teacher

@@ -34,7 +34,7 @@ from krd_jax.train import checkpoints as ckpt_lib
 from krd_jax.testing import faults
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = f"{REPO}/experiments/configs/digits_lt.py:local"
+CONFIG = "digits_lt:local"
 # 276 digits / batch 64 = 4 steps an epoch; 8 epochs = 32 steps; checkpoints at
 # 8, 16, 24, 32. Random crops on, so resume must also reproduce the augmentation keys;
 # a log line per step, so resume must reproduce every step's loss.

@@ -116,7 +116,7 @@ def test_bad_groups_are_refused(tmp_path, trained_teacher):
 
 def test_sweeps_keep_convolutional_seeds_in_turn_on_cpu(tmp_path):
   """Measured on CPU: vmapped convolutions are slower than the seeds in turn."""
-  from experiments import ablate
+  from krd_jax import ablate
   cfg = _config(tmp_path, model="small_cnn")
   assert jax.default_backend() == "cpu" and not seeds_lib.pays_off(cfg)
   assert seeds_lib.pays_off(_config(tmp_path, model="mlp"))

@@ -7,8 +7,14 @@ module imports tensorflow-datasets, so `sources` imports it only to build.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
+
+from absl import logging as absl_logging
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.utils import tqdm_utils as tfds_tqdm
 
 from krd_jax.data.digits import HOLDOUT_SEED, NUM_CLASSES, TEST_PER_CLASS
 from krd_jax.data.digits import balanced_holdout, digits_arrays
@@ -56,9 +62,33 @@ class KrdDigits(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
 
 def prepared_builder(data_dir: str) -> KrdDigits:
-  """The digits builder under `data_dir`, generated there first if needed (offline)."""
-  builder = KrdDigits(data_dir=data_dir)
-  if not builder.is_prepared():
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  """The digits builder under `data_dir`, generated there first if needed (offline).
+
+  The first build says so in one line: tfds' own output for it (a warning that the
+  folder it is about to fill has no dataset_info.json, "Downloading ... Unknown size"
+  for a dataset that downloads nothing, three progress bars for a 7-second job) would
+  read as trouble on a clean first run.
+  """
+  with _quiet_tfds():
+    builder = KrdDigits(data_dir=data_dir)
+    if not builder.is_prepared():
+      print(f"krd_jax: building the embedded digits dataset under {data_dir} (first use "
+            "only, a few seconds)", file=sys.stderr, flush=True)
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(try_download_gcs=False))
   return builder
+
+
+@contextlib.contextmanager
+def _quiet_tfds():
+  """tfds' stdout messages, progress bars and warnings off; errors still raise."""
+  bars = tfds_tqdm._active  # pylint: disable=protected-access
+  verbosity = absl_logging.get_verbosity()
+  tfds.display_progress_bar(False)
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      yield
+  finally:
+    tfds.display_progress_bar(bars)
+    absl_logging.set_verbosity(verbosity)

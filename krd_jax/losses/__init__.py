@@ -22,13 +22,16 @@ from krd_jax.losses.long_tail import ldam_loss
 from krd_jax.losses.long_tail import logit_adjusted_ce
 from krd_jax.losses.ltkd import group_kl_decomposition
 from krd_jax.losses.ltkd import ltkd_loss
+from krd_jax.losses.registry import TEACHER_LOSS_TITLES
 from krd_jax.losses.registry import TEACHER_LOSSES
 from krd_jax.losses.registry import teacher_loss
 from krd_jax.losses.registry import teacher_losses
+from krd_jax.losses.registry import teacher_title
 from krd_jax.priors import pad_features
 
 __all__ = [
     "TEACHER_LOSSES",
+    "TEACHER_LOSS_TITLES",
     "balanced_mean",
     "balanced_softmax_ce",
     "bkd_loss",
@@ -47,5 +50,6 @@ __all__ = [
     "representation_rectified_loss",
     "teacher_loss",
     "teacher_losses",
+    "teacher_title",
     "warmup_scale",
 ]

@@ -26,7 +26,8 @@ from krd_jax.losses import long_tail
 Array = jax.Array
 TeacherLossFn = Callable[[Array, Array, Array], Array]
 
-__all__ = ["TEACHER_LOSSES", "teacher_loss", "teacher_losses"]
+__all__ = ["TEACHER_LOSSES", "TEACHER_LOSS_TITLES", "teacher_loss", "teacher_losses",
+           "teacher_title"]
 
 
 def _ce_teacher(counts: np.ndarray) -> TeacherLossFn:
@@ -81,6 +82,30 @@ TEACHER_LOSSES: Mapping[str, Callable[..., TeacherLossFn]] = {
     "logit_adjusted": _logit_adjusted_teacher,
     "balanced_softmax": _balanced_softmax_teacher,
 }
+
+
+# As papers print them, for tables.
+TEACHER_LOSS_TITLES: Mapping[str, str] = {
+    "ce": "CE", "cb_ce": "class-balanced CE", "ldam": "LDAM",
+    "logit_adjusted": "logit-adjusted CE", "balanced_softmax": "Balanced Softmax",
+}
+
+
+def teacher_title(name: str, drw_epoch: int = -1) -> str:
+  """A teacher loss as tables print it ("CE", "LDAM-DRW", ...).
+
+  Args:
+    name: one of `teacher_losses()`.
+    drw_epoch: the teacher's DRW switch epoch (-1: none); LDAM with one is
+      LDAM-DRW, any other loss gets "+ DRW".
+
+  Returns:
+    The title.
+  """
+  title = TEACHER_LOSS_TITLES[name]
+  if drw_epoch >= 0:
+    title += "-DRW" if name == "ldam" else " + DRW"
+  return title
 
 
 def teacher_losses() -> list[str]:

@@ -4,7 +4,7 @@ Each module declares one `Method` (krd_jax.methods.base) as `METHOD`:
 hyper-parameters with defaults and ranges, whether it needs a teacher, its per-run
 constants, and the objective it builds from `krd_jax.losses`. Nothing else in the
 library lists method names: the config's `methods.*` defaults, validation, the train
-step, seed groups, the CLI and `experiments/ablate.py` all come here. Adding a method
+step, seed groups, the CLI, the tables and `krd_jax.ablate` all come here. Adding a method
 is one new module here (found and registered on import) and its tests, or
 `register(Method(...))` from your own code before the config is built.
 
@@ -54,6 +54,14 @@ def get(name: str) -> Method:
     return _REGISTRY[name]
   except KeyError:
     raise ValueError(f"unknown student method {name!r}; allowed: {names()}") from None
+
+
+def display_name(name: str) -> str:
+  """A method as tables print it: its paper name, with the config name beside it where
+  the two differ ("KRDistill (krd)", "KD", "logit-adjusted CE (logit_adjusted)")."""
+  title = get(name).title
+  same = title.lower().replace(" ", "_").replace("-", "_") == name
+  return title if same else f"{title} ({name})"
 
 
 def defaults() -> dict[str, dict[str, Any]]:

@@ -1,11 +1,11 @@
 """The embedded default: scikit-learn digits made long-tailed (IF=50), MLP 256 -> MLP 32.
 
-  python -m krd_jax demo                                   # teacher + 5 students
+  python -m krd_jax demo                                   # teacher + 7 students
   python -m krd_jax student --config.student.method=kd     # one student
+  python -m krd_jax demo --config=digits_lt:local          # 20 epochs per model
 
-Expected runtime: about a minute for the whole demo on 2 CPU cores (compilation
-included). Local mode (`--config=experiments/configs/digits_lt.py:local`): fewer
-epochs, for CI and smoke tests.
+Expected runtime: about 30 s for the whole demo on 2 CPU cores (compilation included),
+as long in local mode (compilation dominates; for CI and smoke tests).
 """
 
 from krd_jax.config import default_config

@@ -5,6 +5,8 @@ Sources of every reference value: ../shared/DESIGN.md section 2, and
 tests/test_recipes.py, which holds each against what the configs produce.
 """
 
+import os
+
 from krd_jax.config import default_config, optim_config
 
 # DKD's beta per CIFAR pair (mdistiller configs/cifar100/dkd/*.yaml).
@@ -100,6 +102,32 @@ def teacher_recipe(cfg, recipe: str):
     raise ValueError(f"unknown teacher recipe {recipe!r}; allowed: {TEACHER_RECIPES}")
   cfg.workdir += f"_{recipe}"
   return cfg
+
+
+def offline(cfg, folder: str):
+  """Reads the dataset from the image folder ~/.cache/krd_jax/<folder> (train/ and test/,
+  one sub-folder per class, alphabetical = CIFAR's label order; extract the archive from
+  ../shared/data there) instead of downloading it through tfds. Call it after the
+  teacher and baseline recipes: they key on cfg.data.name."""
+  cfg.data.name = "image_folder"
+  cfg.data.data_dir = os.path.expanduser(f"~/.cache/krd_jax/{folder}")
+  return cfg
+
+
+def finish(cfg, args: set[str], offline_folder: str | None = None):
+  """What the config arguments switch, in the order that matters: the balanced teacher
+  recipes, then `offline` (the baseline and teacher recipes key on cfg.data.name, so
+  they come first), then `local`. Returns the locked config."""
+  recipes = sorted(args & set(TEACHER_RECIPES))
+  if len(recipes) > 1:
+    raise ValueError(f"config arguments {recipes} each choose the teacher; allowed: one")
+  for recipe in recipes:
+    teacher_recipe(cfg, recipe)
+  if "offline" in args:
+    offline(cfg, offline_folder)
+  if "local" in args:
+    local_mode(cfg)
+  return cfg.lock()
 
 
 def large_config(dataset: str, weight_decay: float, epochs: int = 90):

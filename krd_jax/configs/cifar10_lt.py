@@ -1,8 +1,8 @@
 """CIFAR-10-LT (IF=100, 12,406 training images): ResNet-32 teacher -> ResNet-8 student.
 
-  python -m krd_jax demo --config=experiments/configs/cifar10_lt.py               # tfds cifar10
-  python -m krd_jax demo --config=experiments/configs/cifar10_lt.py:offline       # ../shared/data folder
-  python -m krd_jax demo --config=experiments/configs/cifar10_lt.py:offline,local # smoke test
+  python -m krd_jax demo --config=cifar10_lt               # tfds cifar10
+  python -m krd_jax demo --config=cifar10_lt:offline       # ../shared/data folder
+  python -m krd_jax demo --config=cifar10_lt:offline,local # smoke test
 
 Arguments (comma-separated): `offline` reads the CIFAR-10 image folder at
 ~/.cache/krd_jax/cifar10-jpg (extract ../shared/data/cifar10-jpg.tar.gz there) instead
@@ -14,9 +14,7 @@ Expected runtime: full recipe (200 epochs, teacher + 5 students) about 1 h on on
 modern GPU; `cpu` about 2 h on 2 CPU cores; `local` a few minutes on CPU.
 """
 
-import os
-
-from experiments.configs import common
+from krd_jax.configs import common
 
 
 def get_config(arg: str = ""):
@@ -24,11 +22,4 @@ def get_config(arg: str = ""):
   cfg = common.cifar_config("cifar10_lt", "resnet32", "resnet8",
                             epochs=30 if "cpu" in args else 200)
   common.cifar_baselines(cfg, "resnet32", "resnet8")
-  for recipe in args & set(common.TEACHER_RECIPES):
-    common.teacher_recipe(cfg, recipe)
-  if "offline" in args:  # (after the recipes: they key on cfg.data.name)
-    cfg.data.name = "image_folder"
-    cfg.data.data_dir = os.path.expanduser("~/.cache/krd_jax/cifar10-jpg")
-  if "local" in args:
-    common.local_mode(cfg)
-  return cfg.lock()
+  return common.finish(cfg, args, offline_folder="cifar10-jpg")

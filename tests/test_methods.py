@@ -191,3 +191,19 @@ def test_a_methods_own_warm_up_overrides_the_students():
     _, metrics = jax.jit(setup.step)(setup.state.replace(teacher=teacher.variables), batch,
                                      setup.rng)
     assert float(metrics["distill_scale"]) == expected_scale, own
+
+
+def test_tables_name_methods_as_papers_do_with_the_config_name_where_it_differs(toy):
+  assert methods.display_name("krd") == "KRDistill (krd)"
+  assert [methods.display_name(m) for m in ("kd", "ce", "bkd", "ltkd")] == [
+      "KD", "CE", "BKD", "LTKD"]
+  assert methods.display_name("balanced_softmax") == "Balanced Softmax"
+  assert methods.display_name("logit_adjusted") == "logit-adjusted CE (logit_adjusted)"
+  assert methods.display_name("toy_gap") == "Toy gap"  # same words: no brackets
+  with pytest.raises(ValueError, match="unknown student method 'nope'"):
+    methods.display_name("nope")
+  from krd_jax import losses
+  assert losses.teacher_title("ldam", drw_epoch=160) == "LDAM-DRW"
+  assert losses.teacher_title("ce", drw_epoch=160) == "CE + DRW"
+  assert losses.teacher_title("logit_adjusted") == "logit-adjusted CE"
+  assert set(losses.TEACHER_LOSS_TITLES) == set(losses.teacher_losses())

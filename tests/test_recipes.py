@@ -69,9 +69,11 @@ def test_local_mode_drops_every_warm_up():
   assert all(hp.get("warmup_epochs", -1) <= 0 for hp in cfg.methods.values())
 
 
-def test_cpu_recipe_switches_bkd_at_the_same_fraction():
+def test_cpu_recipe_switches_bkd_and_warms_up_at_the_same_fractions():
   cfg = cifar10_lt.get_config("cpu,offline")
   assert (cfg.student.epochs, cfg.methods.bkd.weights_from_epoch) == (30, 24)
+  # 20 of 200 epochs -> 3 of 30, for DKD and the student-wide ramp alike.
+  assert cfg.methods.dkd.warmup_epochs == cfg.student.distill_warmup_epochs == 3
   assert cfg.data.name == "image_folder"
 
 

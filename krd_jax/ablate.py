@@ -383,8 +383,9 @@ def result_rows(runs_: list[Run], outcomes: list[tuple[str, dict | None]],
 
 
 def aggregate(rows: list[dict], keys: Sequence[str]) -> list[dict]:
-  """Mean and sample std (ddof=1; 0 for one seed) over the finished seeds of each
-  cell x method, in sweep order. Diverged runs are counted in `diverged`, not averaged."""
+  """Mean and sample std (ddof=1; NaN for one seed: no spread was measured) over the
+  finished seeds of each cell x method, in sweep order. Diverged runs are counted in
+  `diverged`, not averaged."""
   groups: dict[tuple, list[dict]] = {}
   for row in rows:
     groups.setdefault((row["cell"], row["method"]), []).append(row)
@@ -396,7 +397,7 @@ def aggregate(rows: list[dict], keys: Sequence[str]) -> list[dict]:
     for m in METRICS:
       values = np.array([r[m] for r in done], np.float64)
       entry[m] = float(values.mean()) if len(values) else math.nan
-      entry[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+      entry[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
     out.append(entry)
   return out
 
@@ -472,7 +473,7 @@ def plot_balanced(summary: list[dict], keys: Sequence[str], path: str) -> str:
     label = " ".join([methods.display_name(method)] + [f"{short[k]}={v}" for k, v in others])
     entries = list(points.values())
     ax.errorbar([positions[e[first]] for e in entries], [e["balanced"] for e in entries],
-                yerr=[e["balanced_std"] for e in entries],
+                yerr=[np.nan_to_num(e["balanced_std"]) for e in entries],
                 color=f"C{method_order.index(method) % 10}",
                 ls=styles[drawn[method] % len(styles)], marker="o", ms=4, capsize=3,
                 label=label)

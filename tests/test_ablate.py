@@ -180,3 +180,21 @@ def test_parallel_seeds_must_be_positive(tmp_path):
   with pytest.raises(ValueError, match="parallel-seeds"):
     ablate.run_sweep(_base(), "", ["krd"], [0], str(tmp_path / "w"), parallel_seeds=0)
   assert not os.path.exists(tmp_path / "w")
+
+
+def test_one_seed_has_no_spread_and_says_none():
+  """A single seed's std is not 0 (nothing was measured): NaN in summary.csv, and the
+  table prints the mean alone."""
+  rows = [{"cell": 0, "method": "kd", "seed": 0, "status": "trained",
+           **{m: 50.0 + i for i, m in enumerate(ablate.METRICS)}},
+          {"cell": 0, "method": "krd", "seed": 0, "status": "trained",
+           **{m: 60.0 for m in ablate.METRICS}},
+          {"cell": 0, "method": "krd", "seed": 1, "status": "trained",
+           **{m: 62.0 for m in ablate.METRICS}}]
+  summary = ablate.aggregate(rows, [])
+  kd, krd = (next(e for e in summary if e["method"] == m) for m in ("kd", "krd"))
+  assert kd["balanced"] == 51.0 and kd["balanced_std"] != kd["balanced_std"]  # NaN
+  assert krd["balanced_std"] == pytest.approx(2 ** 0.5)
+  table = ablate.summary_markdown(summary, [], [], [0, 1], {})
+  assert "| KD | 50.0 | 51.0 |" in table
+  assert "| KRDistill (krd) | 61.0 ± 1.4 | 61.0 ± 1.4 |" in table

@@ -57,12 +57,15 @@ def format_table(rows: Mapping[str, Mapping[str, float]],
                                            "head", "middle", "tail")) -> str:
   """A Markdown table, one row per run, accuracy columns in percent.
 
-  Values may be floats or (mean, std) pairs; NaN prints as an em dash (empty group).
+  Values may be floats or (mean, std) pairs; NaN prints as an em dash (empty group),
+  a NaN std (one seed) as the mean alone.
   """
   def cell(value) -> str:
     if isinstance(value, (tuple, list)):
       mean, std = value
-      return "—" if math.isnan(mean) else f"{mean:.1f} ± {std:.1f}"
+      if math.isnan(mean):
+        return "—"
+      return f"{mean:.1f}" if math.isnan(std) else f"{mean:.1f} ± {std:.1f}"
     return "—" if value is None or math.isnan(value) else f"{value:.1f}"
 
   header = "| run | " + " | ".join(columns) + " |"

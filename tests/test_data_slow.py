@@ -1,4 +1,6 @@
-"""Slow data tests on the real CIFAR-10 JPEG folder of ../shared/data (run with -m slow).
+"""Slow data tests on the real CIFAR-10 JPEG and CIFAR-100 PNG folders of ../shared/data
+(run with -m slow; the CIFAR-100 one reads $KRD_JAX_CIFAR100_DIR or
+~/.cache/krd_jax/cifar100-png and is skipped without it).
 
 The folder is taken from $KRD_JAX_CIFAR10_DIR, else ~/.cache/krd_jax/cifar10-jpg when
 it holds train/ and test/, else extracted from ../shared/data/cifar10-jpg.tar.gz into
@@ -69,3 +71,30 @@ def test_cifar10_folder_streams(cifar10_folder):
   batch = next(ds.train_stream(256, seed=0, epoch=0))
   assert batch["image"].shape == (256, 32, 32, 3) and batch["image"].dtype == np.uint8
   assert set(np.unique(batch["label"])) <= set(range(10))
+
+
+@pytest.fixture(scope="module")
+def cifar100_folder():
+  folder = pathlib.Path(os.environ.get("KRD_JAX_CIFAR100_DIR")
+                        or os.path.expanduser("~/.cache/krd_jax/cifar100-png"))
+  if not ((folder / "train" / "apple").is_dir() and (folder / "test" / "worm").is_dir()):
+    pytest.skip(f"no CIFAR-100 PNG folder at {folder} (extract "
+                "../shared/data/cifar100-png.tar.gz there)")
+  return folder
+
+
+def test_cifar100_offline_recipe_gives_the_ldam_drw_counts(cifar100_folder, tmp_path):
+  """`--config=cifar100_lt:offline` on the lossless PNG folder: LDAM-DRW's IF = 100 counts
+  (10,847 images, 500 down to 5) and 35 / 35 / 30 many / medium / few classes."""
+  from krd_jax import configs, runs
+  cfg = configs.get("cifar100_lt:offline").unlock()
+  cfg.data.data_dir = str(cifar100_folder)
+  cfg.data.cache_dir = str(tmp_path)
+  ds = runs.load_data(cfg.lock())
+  assert len(ds.train_labels) == 10847
+  np.testing.assert_array_equal(ds.train_counts, kd.long_tail_counts(500, 100, 100))
+  assert (ds.train_counts[0], ds.train_counts[-1]) == (500, 5)
+  groups = ds.groups("absolute")
+  assert [int((groups == g).sum()) for g in ("many", "medium", "few")] == [35, 35, 30]
+  assert ds.class_names[0] == "apple" and ds.class_names[-1] == "worm"
+  np.testing.assert_array_equal(np.bincount(ds.test_labels), [100] * 100)

@@ -152,7 +152,8 @@ def methods_used(cfg: ml_collections.ConfigDict, command: str) -> list[str]:
     methods = list(cfg.demo_methods) if isinstance(cfg.demo_methods, (tuple, list)) else None
     if not methods or any(m not in cfg.methods for m in methods):
       _fail("demo_methods", cfg.demo_methods, "a non-empty tuple of methods from: "
-            + ", ".join(cfg.methods))
+            + ", ".join(cfg.methods) + " (on the command line: "
+            "--config.demo_methods=\"('krd','kd')\"; a,b is one string)")
   return methods
 
 

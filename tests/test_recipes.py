@@ -156,3 +156,11 @@ def test_cli_resolves_a_recipe_name_and_refuses_an_unknown_one(capsys):
   assert "wrn_16_2" in capsys.readouterr().out
   assert cli_lib.cli(["krd_jax", "demo", "--config=nope"]) == 2
   assert "no shipped recipe 'nope'" in capsys.readouterr().err
+
+
+def test_demo_methods_typed_as_a_list_on_the_command_line_gets_the_tuple_syntax(capsys):
+  # config_flags reads "krd,kd" as the one-element tuple ("krd,kd",).
+  assert cli_lib.cli(["krd_jax", "demo", "--config.demo_methods=krd,kd"]) == 2
+  err = capsys.readouterr().err
+  assert "config.demo_methods=('krd,kd',) is not allowed" in err
+  assert """--config.demo_methods="('krd','kd')\"""" in err

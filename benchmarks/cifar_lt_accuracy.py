@@ -99,20 +99,13 @@ def load(folder: str, val_per_class: int, n_max: int):
 
 
 def base_config(workdir: str, epochs: int, dtype: str):
-  """The cifar10_lt `cpu` recipe with `epochs` epochs: lr steps at 80% and 90%, the
-  distillation warm-ups over 10% (DKD's too) and BKD's class weights from 80%, as the
-  recipe scales them from its authors' 200-epoch schedule."""
-  from krd_jax.configs import cifar10_lt, common
-  cfg = cifar10_lt.get_config("cpu").unlock()
+  """The cifar10_lt recipe over `epochs` epochs (30: the `cpu` recipe), everything that
+  depends on the schedule scaled as the recipe scales it."""
+  from krd_jax.configs import cifar10_lt
+  cfg = cifar10_lt.recipe(epochs)
   cfg.workdir = workdir
   cfg.compute_dtype = dtype
   cfg.progress = False
-  for role in (cfg.teacher, cfg.student):
-    role.epochs = epochs
-    role.optim.step_epochs = (int(0.8 * epochs), int(0.9 * epochs))
-  cfg.student.distill_warmup_epochs = common.distill_warmup(epochs)
-  cfg.methods.dkd.warmup_epochs = common.distill_warmup(epochs)
-  cfg.methods.bkd.weights_from_epoch = int(0.8 * epochs)
   return cfg
 
 

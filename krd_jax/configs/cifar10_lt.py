@@ -17,9 +17,16 @@ modern GPU; `cpu` about 2 h on 2 CPU cores; `local` a few minutes on CPU.
 from krd_jax.configs import common
 
 
+PAIR = ("resnet32", "resnet8")
+
+
+def recipe(epochs: int):
+  """The recipe over `epochs` epochs, unlocked: its lr steps, warm-ups and BKD's switch
+  all scale with the schedule (common.cifar_config, common.cifar_baselines)."""
+  return common.cifar_baselines(common.cifar_config("cifar10_lt", *PAIR, epochs=epochs), *PAIR)
+
+
 def get_config(arg: str = ""):
   args = common.parse_args(arg, ("offline", "local", "cpu", *common.TEACHER_RECIPES))
-  cfg = common.cifar_config("cifar10_lt", "resnet32", "resnet8",
-                            epochs=30 if "cpu" in args else 200)
-  common.cifar_baselines(cfg, "resnet32", "resnet8")
+  cfg = recipe(epochs=30 if "cpu" in args else 200)
   return common.finish(cfg, args, offline_folder="cifar10-jpg")

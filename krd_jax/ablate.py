@@ -60,6 +60,9 @@ from krd_jax import validate
 
 # Accuracy columns of every table, in the order of metrics.format_table.
 METRICS = ("overall", "balanced", "many", "medium", "few", "head", "middle", "tail")
+# Columns that choose defaults (balanced validation split) and the post-hoc bar: the
+# run's balanced val accuracy, and its post-hoc logit adjustment (tau chosen on val).
+SELECTION = ("val_balanced", "post_hoc_tau", "post_hoc_val_balanced", "post_hoc_balanced")
 # Swept through their own flags (--seeds, --methods, --workdir), never through the grid.
 _RESERVED_KEYS = {"seed": "--seeds", "student.method": "--methods",
                   "workdir": "--workdir", "teacher.checkpoint": "--config.teacher.checkpoint"}
@@ -275,8 +278,15 @@ def _final_path(run: Run) -> str:
   return os.path.join(run.run_dir, "final.json")
 
 
+def _final(run: Run) -> dict:
+  """The run's final.json: {"test", "val", "post_hoc" (solo runs), ...}."""
+  with open(_final_path(run)) as f:
+    return json.load(f)
+
+
 def execute(run: Run, res: _Resources) -> tuple[str, dict | None]:
-  """Trains (or resumes) one run unless it is finished; returns (status, test summary).
+  """Trains (or resumes) one run unless it is finished; returns (status, final record:
+  its final.json, test summary under "test").
 
   status: "reused" (final.json was there), "trained", or "diverged" (NaN/Inf loss; the
   run is reported without accuracies and retried by the next invocation).
@@ -285,13 +295,13 @@ def execute(run: Run, res: _Resources) -> tuple[str, dict | None]:
   from krd_jax.train import loop
   from krd_jax.train import student as student_lib
   if os.path.exists(_final_path(run)):
-    with open(_final_path(run)) as f:
-      return "reused", json.load(f)["test"]
+    return "reused", _final(run)
   ds = res.data(run.cfg)
   mesh = runs.make_mesh(run.cfg)
   teacher = res.teacher(run, ds, mesh) if run.teacher_dir else None
   try:
-    return "trained", student_lib.train_student(run.cfg, ds, mesh, teacher, run.run_dir)
+    student_lib.train_student(run.cfg, ds, mesh, teacher, run.run_dir)
+    return "trained", _final(run)
   except loop.NonFiniteLossError as e:
     tqdm.write(f"{run.run_dir}: {e}")
     return "diverged", None
@@ -303,11 +313,12 @@ def run_label(run: Run) -> str:
   return f"{methods.display_name(run.method)} seed {run.seed}, {cell}"
 
 
-def outcome_text(status: str, summary: dict | None) -> str:
-  """'balanced 81.2 (trained)'; 'diverged (NaN/Inf loss)'."""
-  if summary is None:
+def outcome_text(status: str, final: dict | None) -> str:
+  """'balanced 81.2, tail 60.0 (trained)' (test); 'diverged (NaN/Inf loss)'."""
+  if final is None:
     return f"{status} (NaN/Inf loss)" if status == "diverged" else status
-  return f"balanced {summary['balanced']:.1f}, tail {summary['tail']:.1f} ({status})"
+  test = final["test"]
+  return f"balanced {test['balanced']:.1f}, tail {test['tail']:.1f} ({status})"
 
 
 def parallel_groups(runs_: Sequence[Run], size: int) -> list[list[Run]]:
@@ -329,7 +340,7 @@ def parallel_groups(runs_: Sequence[Run], size: int) -> list[list[Run]]:
 def execute_group(group: Sequence[Run], res: _Resources,
                   workdir: str) -> list[tuple[str, dict | None]]:
   """Trains (or resumes) a group of seeds as one vmapped program (--parallel-seeds);
-  returns each run's (status, test summary) as `execute` would."""
+  returns each run's (status, final record) as `execute` would."""
   from krd_jax import runs
   from krd_jax.train import loop
   from krd_jax.train import seeds as seeds_lib
@@ -341,12 +352,12 @@ def execute_group(group: Sequence[Run], res: _Resources,
   mesh = runs.make_mesh(first.cfg)
   teacher = res.teacher(first, ds, mesh) if first.teacher_dir else None
   try:
-    summaries = seeds_lib.train_students_parallel(
+    seeds_lib.train_students_parallel(
         [r.cfg for r in group], ds, mesh, teacher, [r.run_dir for r in group], group_dir)
   except loop.NonFiniteLossError as e:
     tqdm.write(f"{group_dir}: {e} (every seed of the group is reported diverged)")
     return [("diverged", None)] * len(group)
-  return [("trained", summary) for summary in summaries]
+  return [("trained", _final(run)) for run in group]
 
 
 # ----------------------------------------------------------------------------- reports
@@ -373,13 +384,25 @@ def result_rows(runs_: list[Run], outcomes: list[tuple[str, dict | None]],
                 keys: Sequence[str]) -> list[dict]:
   """One flat row per run: cell, swept values, method, seed, status, accuracies."""
   rows = []
-  for run, (status, summary) in zip(runs_, outcomes):
+  for run, (status, final) in zip(runs_, outcomes):
     row = {"cell": run.cell, **{k: _fmt(run.overrides[k]) for k in keys},
            "method": run.method, "seed": run.seed, "status": status,
            "run_dir": run.run_dir, "teacher_dir": run.teacher_dir or ""}
-    row.update({m: (summary or {}).get(m, math.nan) for m in METRICS})
+    row.update({m: (final or {}).get("test", {}).get(m, math.nan) for m in METRICS})
+    row.update(_selection_columns(final))
     rows.append(row)
   return rows
+
+
+def _selection_columns(final: dict | None) -> dict:
+  """SELECTION values of a final record; NaN where it has none (no validation split;
+  post-hoc is recorded by solo runs only)."""
+  final = final or {}
+  post_hoc = final.get("post_hoc") or {}
+  return {"val_balanced": (final.get("val") or {}).get("balanced", math.nan),
+          "post_hoc_tau": post_hoc.get("tau", math.nan),
+          "post_hoc_val_balanced": (post_hoc.get("val") or {}).get("balanced", math.nan),
+          "post_hoc_balanced": post_hoc.get("test", {}).get("balanced", math.nan)}
 
 
 def aggregate(rows: list[dict], keys: Sequence[str]) -> list[dict]:
@@ -394,8 +417,8 @@ def aggregate(rows: list[dict], keys: Sequence[str]) -> list[dict]:
     done = [r for r in members if r["status"] != "diverged"]
     entry = {"cell": cell, **{k: members[0][k] for k in keys}, "method": method,
              "seeds": len(done), "diverged": len(members) - len(done)}
-    for m in METRICS:
-      values = np.array([r[m] for r in done], np.float64)
+    for m in (*METRICS, *SELECTION):
+      values = np.array([r.get(m, math.nan) for r in done], np.float64)
       entry[m] = float(values.mean()) if len(values) else math.nan
       entry[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
     out.append(entry)
@@ -430,6 +453,14 @@ def summary_markdown(summary: list[dict], keys: Sequence[str], grid: Grid,
           f"{', '.join(map(str, seeds))} (sample std; groups as in metrics.summarize).\n\n"
           f"Grid:\n{axes or '- (none: the base config only)'}\n\n"
           f"{metrics_lib.format_table(table_rows)}\n")
+  selection = {label: {c: (entry[c], entry[f"{c}_std"]) for c in SELECTION}
+               for label, entry in zip(table_rows, summary)}
+  if any(not math.isnan(row["val_balanced"][0]) for row in selection.values()):
+    text += ("\nChoose on these: balanced accuracy (%) on the balanced validation split, "
+             "and post-hoc logit adjustment of each student (argmax z - tau log pi, tau "
+             "chosen on val; its test accuracy is the post-hoc bar):\n\n" +
+             metrics_lib.format_table(selection, SELECTION, decimals={"post_hoc_tau": 2})
+             + "\n")
   if teachers:
     text += ("\nTeachers (test accuracy, %):\n\n" +
              metrics_lib.format_table(teachers) + "\n")

@@ -2,6 +2,7 @@
 resume without retraining, and refusal of bad grids before anything is written."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -14,9 +15,10 @@ from krd_jax.config import default_config
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _base(epochs=2):
+def _base(epochs=2, val_per_class=0):
   """digits_lt with tiny epochs: the sweep's cost is compilation, not training."""
   cfg = default_config().unlock()
+  cfg.data.val_per_class = val_per_class
   cfg.progress = False
   cfg.num_devices = 1
   cfg.teacher.epochs = epochs
@@ -106,7 +108,8 @@ def test_cli_takes_the_dashed_parallel_seeds_flag(tmp_path):
 
 def test_sweep_shares_the_teacher_writes_reports_and_resumes(tmp_path, capsys):
   workdir, out = str(tmp_path / "sweep"), str(tmp_path / "reports")
-  args = (_base(), "methods.krd.lam=0,0.5", ["krd", "kd"], [0, 1], workdir, out)
+  args = (_base(val_per_class=10), "methods.krd.lam=0,0.5", ["krd", "kd"], [0, 1],
+          workdir, out)
   first = ablate.run_sweep(*args)
 
   # 2 cells x 2 methods x 2 seeds; kd does not read methods.krd.lam, so its two
@@ -127,14 +130,26 @@ def test_sweep_shares_the_teacher_writes_reports_and_resumes(tmp_path, capsys):
     assert column in summary[0] and f"{column}_std" in summary[0]
   with open(os.path.join(out, "summary.md")) as f:
     table = f.read()
-  assert table.count("| KRDistill (krd) lam=") == 2 and table.count("| KD lam=") == 2
+  # Two tables (test; what to choose on), a row per cell x method in each.
+  assert table.count("| KRDistill (krd) lam=") == 4 and table.count("| KD lam=") == 4
   assert "±" in table
   assert os.path.getsize(os.path.join(out, "balanced_vs_methods_krd_lam.png")) > 1000
+  # What defaults are chosen on: balanced val accuracy and each student's post-hoc
+  # logit adjustment (tau from the val split), per run and in the summary.
+  for row in results:
+    assert 0.0 <= float(row["val_balanced"]) <= 100.0
+    assert 0.0 <= float(row["post_hoc_tau"]) <= 2.0
+    assert 0.0 <= float(row["post_hoc_balanced"]) <= 100.0
+  assert "Choose on these" in table and "post_hoc_val_balanced" in table
+  # krd's tau_from="auto" fitted tau on the val split and says so in final.json.
+  krd_dir = next(r["run_dir"] for r in results if r["method"] == "krd")
+  with open(os.path.join(krd_dir, "final.json")) as f:
+    assert 0.0 <= json.load(f)["fitted"]["fitted_tau"] <= 2.0
 
   # Run again: every run is finished, nothing trains and no final.json is rewritten.
   # With progress on (it is not part of a run's identity), one line per run says so.
   mtimes = _final_mtimes(workdir)
-  chatty = _base().unlock()
+  chatty = _base(val_per_class=10).unlock()
   chatty.progress = True
   capsys.readouterr()
   again = ablate.run_sweep(chatty.lock(), *args[1:])

@@ -602,7 +602,7 @@ def test_registry_names():
     (lambda n: losses.teacher_loss("ldam", n, margin=1), r"allowed: \['max_"),
     (lambda n: methods.objective("kdd", n), r"allowed: \['balanced_"),
     (lambda n: methods.objective("kd", n, alpha=1), "kd_weight"),
-    (lambda n: methods.objective("krd", n), "anchors"),
+    (lambda n: methods.objective("krd", n, use_rrd=True), "anchors"),
     (lambda n: methods.objective("krd", n, use_rrd=False, ce="la"),
      r"methods\.krd\.ce='la' is not allowed; allowed: one of ce, logit_adjusted"),
     (lambda n: losses.teacher_loss("ce", np.r_[n[:-1], 0]), "classes"),
@@ -644,7 +644,7 @@ def test_teacher_losses(name):
 
 def _krd_hparams(arrays, **overrides):
   return dict(anchors=arrays["anchors"], center=arrays["center"], rho=1.0,
-              alpha=2.0, beta=0.5, lam=0.3, ce="ce", **overrides)
+              alpha=2.0, beta=0.5, lam=0.3, ce="ce", use_rrd=True, **overrides)
 
 
 STUDENT_CASES = {
@@ -683,6 +683,13 @@ STUDENT_CASES = {
         "krd", lambda a: dict(use_rrd=False, ce="logit_adjusted", tau=0.5),
         lambda a, n: (np.mean(np_ce(a["s"] + np.log(np_prior(n)), a["y"])), {
             "lrd": np.mean(ref_kd(a["s"], ref_rectify(a["t"], a["y"], n, 0.5,
+                                                      True), 4.0))})),
+    # tau fitted on val replaces tau; the teacher's logits are divided by the fitted
+    # temperature (teacher_scale = 1 / s) before they are rectified.
+    "krd_fitted_on_val": (
+        "krd", lambda a: dict(ce="ce", tau=1.0, fitted_tau=0.75, teacher_scale=0.5),
+        lambda a, n: (np.mean(np_ce(a["s"], a["y"])), {
+            "lrd": np.mean(ref_kd(a["s"], ref_rectify(0.5 * a["t"], a["y"], n, 0.75,
                                                       True), 4.0))})),
 }
 

@@ -207,3 +207,39 @@ def test_tables_name_methods_as_papers_do_with_the_config_name_where_it_differs(
   assert losses.teacher_title("ce", drw_epoch=160) == "CE + DRW"
   assert losses.teacher_title("logit_adjusted") == "logit-adjusted CE"
   assert set(losses.TEACHER_LOSS_TITLES) == set(losses.teacher_losses())
+
+
+def _val_context(logits, labels, counts, with_val=True):
+  return methods.RunContext(num_classes=len(counts), seed=0, class_means=lambda: None,
+                            val_logits=(lambda: (logits, labels)) if with_val else None,
+                            train_counts=np.asarray(counts))
+
+
+def test_krd_fits_tau_and_temperature_on_the_validation_split():
+  """tau_from / calibrate: the constants are calibration's fits of the teacher's val
+  logits; "auto" fits where there is a validation split and keeps `tau` where not."""
+  from krd_jax import calibration
+  from krd_jax import priors
+  rng = np.random.default_rng(0)
+  counts = np.array([300, 60, 12])
+  labels = np.repeat(np.arange(3), 50)
+  logits = 3.0 * rng.normal(size=(150, 3)) + 1.5 * priors.log_prior(counts)
+  logits[np.arange(150), labels] += 4.0
+  krd = methods.get("krd")
+  hp = krd.check({"use_rrd": False})
+  assert hp["tau_from"] == "auto" and not hp["calibrate"]
+  tau, _ = calibration.post_hoc_tau(logits, labels, priors.log_prior(counts))
+  assert krd.constants(hp, _val_context(logits, labels, counts)) == {"fitted_tau": tau}
+  assert krd.constants(hp, _val_context(logits, labels, counts, with_val=False)) == {}
+  fixed = krd.check({"use_rrd": False, "tau_from": "fixed", "calibrate": True, "tau": 0.5})
+  s, _ = calibration.fit_temperature(logits, labels, priors.log_prior(counts), 0.5)
+  assert krd.constants(fixed, _val_context(logits, labels, counts)) == {
+      "teacher_scale": pytest.approx(1 / s)}
+  # Asked to fit on a split the run does not have: one line saying what to set.
+  for asked in ({"tau_from": "val"}, {"calibrate": True}):
+    with pytest.raises(validate.InputError, match="data.val_per_class > 0"):
+      krd.constants(krd.check({"use_rrd": False, **asked}),
+                    _val_context(logits, labels, counts, with_val=False))
+  # Without LRD nothing is fitted (tau and the temperature are LRD's).
+  assert krd.constants(krd.check({"use_rrd": False, "use_lrd": False}),
+                       _val_context(logits, labels, counts)) == {}

@@ -164,3 +164,32 @@ def test_demo_methods_typed_as_a_list_on_the_command_line_gets_the_tuple_syntax(
   err = capsys.readouterr().err
   assert "config.demo_methods=('krd,kd',) is not allowed" in err
   assert """--config.demo_methods="('krd','kd')\"""" in err
+
+
+@pytest.mark.parametrize("config, num_classes, n_max, val, train_images, pool", [
+    (cifar10_lt, 10, 4900, 100, 12156, 5000),
+    (cifar100_lt, 100, 450, 50, 9754, 500),
+])
+def test_val_argument_leaves_a_balanced_validation_split_out(config, num_classes, n_max,
+                                                             val, train_images, pool):
+  """`val`: a smaller head so every class leaves `val` images out of training (the
+  counts move off LDAM-DRW's exactly, by the amount the docstring states)."""
+  from krd_jax.configs import common
+  from krd_jax.data import profiles
+  cfg = config.get_config("val")
+  assert (cfg.data.n_max, cfg.data.val_per_class) == (n_max, val)
+  counts = profiles.long_tail_counts(n_max, num_classes, cfg.data.imbalance)
+  assert int(counts.sum()) == train_images and int((pool - counts).min()) >= val
+  assert f"{train_images:,}" in common.with_validation.__doc__
+
+
+def test_cifar100_cpu_recipe_is_the_small_pair_with_its_own_schedule():
+  cfg = cifar100_lt.get_config("cpu,val,offline")
+  assert (cfg.teacher.model, cfg.student.model) == cifar100_lt.CPU_PAIR
+  assert (cfg.teacher.epochs, cfg.student.epochs) == (16, 8)
+  assert tuple(cfg.teacher.optim.step_epochs) == (12, 14)
+  assert tuple(cfg.student.optim.step_epochs) == (6, 7)
+  assert cfg.student.distill_warmup_epochs == 1
+  assert cfg.methods.bkd.weights_from_epoch == 0  # CIFAR-100: BKD weights from the start
+  with pytest.raises(ValueError, match="each choose the pair"):
+    cifar100_lt.get_config("cpu,wrn")

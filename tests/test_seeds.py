@@ -108,7 +108,7 @@ def test_bad_groups_are_refused(tmp_path, trained_teacher):
   refused([ok[0], _with_seed(base, 0)], "repeated seeds")
   refused([ok[0], _with_seed(base, 1, epochs=3)], "differ in \\['student'\\]")
   randomized = ml_collections.ConfigDict(base.to_dict())
-  randomized.methods.krd.anchor = "random"
+  randomized.methods.krd.update(anchor="random", use_rrd=True)
   refused([_with_seed(randomized.lock(), s) for s in (0, 1)], "anchor='random'")
   refused(ok, "2 configs but 1 run folders", run_dirs=[str(tmp_path / "x")])
   refused([], "no runs")

@@ -7,7 +7,8 @@
 Arguments (comma-separated): `offline` reads the CIFAR-10 image folder at
 ~/.cache/krd_jax/cifar10-jpg (extract ../shared/data/cifar10-jpg.tar.gz there) instead
 of downloading tfds cifar10; `local` runs 2 epochs per model; `cpu` is the CPU-sized
-recipe (30 epochs); `la_teacher`, `bs_teacher` or `ldam_drw_teacher` trains a balanced
+recipe (30 epochs); `val` carves a balanced validation split (100 per class; head
+4,900, 12,156 training images: common.with_validation); `la_teacher`, `bs_teacher` or `ldam_drw_teacher` trains a balanced
 teacher (logit-adjusted CE, Balanced Softmax, LDAM-DRW with its cosine classifier).
 KD, DKD and BKD run at their authors' CIFAR settings (common.cifar_baselines).
 Expected runtime: full recipe (200 epochs, teacher + 5 students) about 1 h on one
@@ -27,6 +28,6 @@ def recipe(epochs: int):
 
 
 def get_config(arg: str = ""):
-  args = common.parse_args(arg, ("offline", "local", "cpu", *common.TEACHER_RECIPES))
+  args = common.parse_args(arg, ("offline", "local", "cpu", "val", *common.TEACHER_RECIPES))
   cfg = recipe(epochs=30 if "cpu" in args else 200)
   return common.finish(cfg, args, offline_folder="cifar10-jpg")

@@ -118,11 +118,17 @@ class RunContext:
     class_means: () -> [C, d] float64, the teacher's per-class mean feature on
       the training set; computed (one pass over the training data) on first call.
     steps_per_epoch: optimiser steps per epoch (to turn epochs into steps).
+    val_logits: () -> (logits [N, C] float64, labels [N]), the teacher's logits on
+      the balanced validation split (computed on first call); None where the run
+      has no validation split (or no teacher).
+    train_counts: [C] training images per class.
   """
   num_classes: int
   seed: int
   class_means: Callable[[], np.ndarray]
   steps_per_epoch: int = 1
+  val_logits: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
+  train_counts: np.ndarray | None = None
 
 
 def _always(value):

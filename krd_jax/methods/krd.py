@@ -21,6 +21,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from krd_jax import calibration
+from krd_jax import checks
 from krd_jax import priors
 from krd_jax.losses import krdistill
 from krd_jax.losses import long_tail
@@ -34,6 +36,20 @@ PARAMS = {
     "rho": base.Param(0.0, "balanced weighting exponent (0 plain mean, 1 class-balanced)",
                       low=0.0),
     "tau": base.Param(1.0, "prior correction strength (1 = Bayes-exact)", low=0.0),
+    # "val": the teacher's own post-hoc tau, argmax of its balanced accuracy on the
+    # balanced validation split (calibration.post_hoc_tau): a rule, not a hand-tuned
+    # value; it needs a validation split (data.val_per_class > 0). "auto" (default):
+    # "val" where the run has a validation split, else the fixed `tau`. A teacher
+    # trained with logit adjustment is already balanced; a fixed tau = 1 over-corrects
+    # it (its fitted tau is smaller). Chosen on validation: benchmarks/RESULTS.md.
+    "tau_from": base.Param("auto", "where tau comes from: `tau`, fitted on the "
+                           "validation split, or auto (val where there is one)",
+                           choices=("auto", "fixed", "val")),
+    # A teacher that memorised its training set is over-confident; temperature
+    # scaling on the validation split (calibration.fit_temperature, of the
+    # prior-corrected posterior) divides its logits by s before rectifying.
+    "calibrate": base.Param(False, "divide the teacher's logits by the temperature "
+                            "fitted on the validation split before rectifying"),
     "swap": base.Param(True, "label-correcting swap of the rectified teacher"),
     "temperature": base.temperature(),
     # The student's own CE term. "logit_adjusted" was chosen on the CIFAR-10-LT
@@ -41,7 +57,9 @@ PARAMS = {
     # beat a logit-adjusted student that has no teacher.
     "ce": base.Param("logit_adjusted", "the student's CE term",
                      choices=("ce", "logit_adjusted")),
-    "use_rrd": base.Param(True, "include the representation-rectified term"),
+    # Off by default: on every dataset measured the representation-rectified term
+    # changed validation accuracy by less than its seed spread (benchmarks/RESULTS.md).
+    "use_rrd": base.Param(False, "include the representation-rectified term"),
     "use_lrd": base.Param(True, "include the logit-rectified term"),
     "anchor": base.Param("aligned", "ETF anchors: Procrustes-aligned to the teacher's "
                          "class means, or seeded random", choices=("aligned", "random")),
@@ -50,12 +68,16 @@ PARAMS = {
 
 
 def build(counts, alpha, beta, lam, rho, tau, swap, temperature, ce, use_rrd, use_lrd,
-          anchors: Any = None, center: Any = None):
-  """The objective; `anchors` [D, C] and `center` [d] are required with use_rrd."""
+          anchors: Any = None, center: Any = None, fitted_tau: float | None = None,
+          teacher_scale: float = 1.0):
+  """The objective; `anchors` [D, C] and `center` [d] are required with use_rrd;
+  `fitted_tau` (replacing tau) and `teacher_scale` (1 / the fitted temperature) are
+  the constants of tau_from="val" and calibrate=True."""
   if use_rrd:
     anchors, center = _check_anchors(anchors, center, len(counts))
   ce_fn = base.student_ce(counts, ce)
   log_prior = jnp.asarray(priors.log_prior(counts))
+  tau = tau if fitted_tau is None else fitted_tau
   # rho = 0 is the plain mean; skip the weights so it is exactly that.
   weights = jnp.asarray(priors.balance_weights(counts, rho)) if rho else None
 
@@ -69,8 +91,8 @@ def build(counts, alpha, beta, lam, rho, tau, swap, temperature, ce, use_rrd, us
       terms["rrd"] = alpha * long_tail.balanced_mean(rrd, labels, weights)
     if use_lrd:
       lrd = krdistill.logit_rectified_loss(
-          out.student_logits, base.need(out, "teacher_logits"), labels, log_prior, tau,
-          temperature, swap)
+          out.student_logits, teacher_scale * base.need(out, "teacher_logits"), labels,
+          log_prior, tau, temperature, swap)
       terms["lrd"] = beta * long_tail.balanced_mean(lrd, labels, weights)
     return base.total(ce_fn(out), terms, distill_scale)
 
@@ -79,15 +101,42 @@ def build(counts, alpha, beta, lam, rho, tau, swap, temperature, ce, use_rrd, us
 
 
 def constants(hparams, context: base.RunContext) -> dict:
-  """ETF anchors and the balanced centre from the teacher's class means (RRD only)."""
+  """ETF anchors and the balanced centre from the teacher's class means (RRD); tau and
+  the teacher's temperature fitted on the validation split (tau_from, calibrate)."""
+  fitted = _fitted_on_val(hparams, context) if hparams["use_lrd"] else {}
   if not hparams["use_rrd"]:
-    return {}
+    return fitted
   means = context.class_means()
   if hparams["anchor"] == "aligned":
     anchors = priors.aligned_etf(means)
   else:
     anchors = priors.simplex_etf(context.num_classes, means.shape[1], seed=context.seed)
-  return {"anchors": anchors, "center": priors.balanced_center(means)}
+  return {"anchors": anchors, "center": priors.balanced_center(means), **fitted}
+
+
+def _fitted_on_val(hparams, context: base.RunContext) -> dict:
+  """{"fitted_tau", "teacher_scale"} as tau_from / calibrate ask, from the teacher's
+  logits on the balanced validation split."""
+  tau_from = hparams["tau_from"]
+  if tau_from == "auto":
+    tau_from = "fixed" if context.val_logits is None else "val"
+  if tau_from == "fixed" and not hparams["calibrate"]:
+    return {}
+  if context.val_logits is None:
+    raise checks.InputError(
+        "methods.krd.tau_from='val' and methods.krd.calibrate=True fit on the balanced "
+        "validation split, and this run has none: set data.val_per_class > 0")
+  logits, labels = context.val_logits()
+  log_prior = priors.log_prior(context.train_counts)
+  fitted = {}
+  tau = hparams["tau"]
+  if tau_from == "val":
+    tau, _ = calibration.post_hoc_tau(logits, labels, log_prior)
+    fitted["fitted_tau"] = tau
+  if hparams["calibrate"]:
+    temperature, _ = calibration.fit_temperature(logits, labels, log_prior, tau)
+    fitted["teacher_scale"] = 1.0 / temperature
+  return fitted
 
 
 def seed_dependence(hparams) -> str | None:
@@ -117,4 +166,5 @@ def _check_anchors(anchors: Any, center: Any, num_classes: int):
 METHOD = base.Method(
     name="krd", title="KRDistill", params=PARAMS, build=build,
     uses_teacher=lambda hp: hp["use_rrd"] or hp["use_lrd"], constants=constants,
-    seed_dependence=seed_dependence, build_ignores=("anchor",))
+    seed_dependence=seed_dependence,
+    build_ignores=("anchor", "tau_from", "calibrate"))

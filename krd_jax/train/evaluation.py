@@ -8,6 +8,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from krd_jax import calibration
 from krd_jax import priors
 from krd_jax.data import loader as loader_lib
 from krd_jax.train import metrics as metrics_lib
@@ -15,7 +16,7 @@ from krd_jax.train import steps as steps_lib
 
 EVAL_BATCH = 500
 # The taus post-hoc logit adjustment chooses among on the validation split.
-POST_HOC_TAUS = tuple(np.round(np.arange(0.0, 2.01, 0.25), 2))
+POST_HOC_TAUS = calibration.TAUS
 
 
 def eval_batch_size(mesh: Mesh) -> int:
@@ -75,7 +76,7 @@ def post_hoc_adjusted(model, variables: Any, preprocess: Callable, ds, mesh: Mes
 
   if has_val(ds):
     vals = per_tau("val")
-    best = int(np.argmax([v["balanced"] for v in vals]))
+    best = calibration.best_tau_index(taus, [v["balanced"] for v in vals])
     chosen_on, val = "val", vals[best]
   else:
     best, chosen_on, val = taus.index(1.0), "none (tau = 1)", None

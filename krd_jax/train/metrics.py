@@ -54,23 +54,27 @@ def summarize(correct_per_class: np.ndarray, total_per_class: np.ndarray,
 
 def format_table(rows: Mapping[str, Mapping[str, float]],
                  columns: Sequence[str] = ("overall", "balanced", "many", "medium", "few",
-                                           "head", "middle", "tail")) -> str:
+                                           "head", "middle", "tail"),
+                 decimals: Mapping[str, int] | None = None) -> str:
   """A Markdown table, one row per run, accuracy columns in percent.
 
   Values may be floats or (mean, std) pairs; NaN prints as an em dash (empty group),
-  a NaN std (one seed) as the mean alone.
+  a NaN std (one seed) as the mean alone. `decimals` (column -> digits, default 1)
+  for columns that are not percentages.
   """
-  def cell(value) -> str:
+  def cell(value, digits: int) -> str:
     if isinstance(value, (tuple, list)):
       mean, std = value
       if math.isnan(mean):
         return "—"
-      return f"{mean:.1f}" if math.isnan(std) else f"{mean:.1f} ± {std:.1f}"
-    return "—" if value is None or math.isnan(value) else f"{value:.1f}"
+      return (f"{mean:.{digits}f}" if math.isnan(std)
+              else f"{mean:.{digits}f} ± {std:.{digits}f}")
+    return "—" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
+  digits = {c: (decimals or {}).get(c, 1) for c in columns}
   header = "| run | " + " | ".join(columns) + " |"
   rule = "|---|" + "---|" * len(columns)
-  body = [f"| {name} | " + " | ".join(cell(row.get(c)) for c in columns) + " |"
+  body = [f"| {name} | " + " | ".join(cell(row.get(c), digits[c]) for c in columns) + " |"
           for name, row in rows.items()]
   return "\n".join([header, rule, *body])
 

@@ -191,6 +191,15 @@ def make_post_hoc_eval_step(model: nn.Module, preprocess: Callable, num_classes:
   return eval_step
 
 
+def make_logits_step(model: nn.Module, preprocess: Callable):
+  """variables, batch -> logits [B, C] in inference mode (rows of padding included)."""
+  def logits_step(variables: Any, batch: Batch):
+    logits, _ = model.apply(variables, preprocess(batch["image"], None), train=False)
+    return logits
+
+  return logits_step
+
+
 def make_feature_sum_step(model: nn.Module, preprocess: Callable, num_classes: int):
   """variables, batch -> (per-class sum of features [C, F], per-class count [C]).
 

@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from jax.sharding import Mesh
 
 from krd_jax import checks
@@ -38,11 +39,16 @@ def method_constants(cfg: ml_collections.ConfigDict, teacher: teacher_lib.Teache
                      ds, mesh: Mesh) -> dict:
   """The per-run constants of `cfg.student.method` (KRDistill: its ETF anchors)."""
   method = methods.get(cfg.student.method)
+  val_logits = None
+  if teacher is not None and evaluation.has_val(ds):
+    val_logits = functools.cache(
+        functools.partial(teacher_lib.split_logits, teacher, cfg, ds, mesh, "val"))
   context = methods.RunContext(
       num_classes=ds.num_classes, seed=cfg.seed,
       class_means=functools.cache(
           functools.partial(teacher_lib.class_means, teacher, cfg, ds, mesh)),
-      steps_per_epoch=ds.num_train // cfg.student.batch_size)
+      steps_per_epoch=ds.num_train // cfg.student.batch_size, val_logits=val_logits,
+      train_counts=ds.train_counts)
   return method.constants(method.check(cfg.methods[method.name].to_dict()), context)
 
 
@@ -117,6 +123,12 @@ def student_setup(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
       constants=constants, model=model)
 
 
+def scalar_constants(constants: dict) -> dict:
+  """The method's scalar per-run constants (tau and temperature fitted on val), for
+  the record; arrays (ETF anchors) are left out."""
+  return {k: float(v) for k, v in constants.items() if np.ndim(v) == 0}
+
+
 def private_teacher_copy(teacher_variables: Any) -> Any:
   """A copy the step may donate: the caller's teacher must survive for the next run."""
   if teacher_variables is None:
@@ -166,10 +178,15 @@ def train_student(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
                    desc=f"student {scfg.model} {scfg.method}",
                    select_split=evaluation.select_split(ds))
   test, val = evaluation.test_and_val(lambda split: eval_fn(state, split), ds)
+  # Post-hoc logit adjustment of every student (tau chosen on val): the bar a
+  # distillation method must beat includes the best plain student, adjusted.
+  post_hoc = evaluation.post_hoc_adjusted(
+      setup.model, state.model_variables(), steps_lib.dataset_preprocess(cfg, ds), ds, mesh)
   hooks.reached("student_final")
   run_dir_lib.write_json_atomic(os.path.join(run_dir, "final.json"),
                                 {"method": scfg.method, "model": scfg.model, "test": test,
-                                 "val": val})
+                                 "val": val, "post_hoc": post_hoc,
+                                 "fitted": scalar_constants(setup.constants)})
   return test
 
 

@@ -160,3 +160,18 @@ def class_means(teacher: Teacher, cfg: ml_collections.ConfigDict, ds,
     sums, counts = sums + s, counts + c
   sums, counts = jax.device_get((sums, counts))
   return np.asarray(sums, np.float64) / np.asarray(counts, np.float64)[:, None]
+
+
+def split_logits(teacher: Teacher, cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
+                 split: str = "val") -> tuple[np.ndarray, np.ndarray]:
+  """The teacher's logits [N, C] (float64, inference mode) and labels [N] on `split`."""
+  step = steps_lib.jit_eval_step(
+      steps_lib.make_logits_step(teacher.model, steps_lib.dataset_preprocess(cfg, ds)), mesh)
+  logits, labels = [], []
+  for batch in loader_lib.eval_batches(ds, split, evaluation.eval_batch_size(mesh), mesh):
+    z, y, mask = jax.device_get((step(teacher.variables, batch), batch["label"],
+                                 batch["mask"]))
+    real = np.asarray(mask).astype(bool)
+    logits.append(np.asarray(z, np.float64)[real])
+    labels.append(np.asarray(y)[real])
+  return np.concatenate(logits), np.concatenate(labels)

@@ -227,6 +227,30 @@ def balanced_center(class_means: ArrayLike) -> np.ndarray:
   return means.mean(axis=0).astype(np.float32)
 
 
+def class_mean_anchors(class_means: ArrayLike) -> np.ndarray:
+  """The teacher's own class directions as RRD anchors: column c is the unit vector of
+  class c's mean minus the balanced centre. Unlike an ETF they keep the teacher's
+  class geometry (similar classes stay close); the centring is what balances them.
+
+  Args:
+    class_means: [C, d] per-class means of the teacher's training features.
+
+  Returns:
+    float32 [d, C], unit columns.
+
+  References:
+    ../shared/DESIGN.md section 5 (a variant to try: rectifying toward the teacher's
+    balanced class means rather than an ETF).
+  """
+  means = _check_class_means(class_means)
+  centred = means - means.mean(axis=0)
+  norms = np.linalg.norm(centred, axis=1, keepdims=True)
+  if np.any(norms < 1e-12):
+    raise ValueError("class_means: a class mean equals the balanced centre, so it has "
+                     "no direction to use as an anchor")
+  return (centred / norms).T.astype(np.float32)
+
+
 def pad_features(features: ArrayLike, dim: int) -> Any:
   """Zero-pads the last axis of `features` up to `dim` (numpy or jax).
 

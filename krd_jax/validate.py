@@ -135,7 +135,8 @@ def check_config(cfg: ml_collections.ConfigDict, command: str) -> None:
   devices = device_count(cfg)
   for role in roles_used(command):
     _check_role(cfg, role, devices)
-  methods_used(cfg, command)
+  for method in methods_used(cfg, command):
+    _check_validation_split(cfg, method)
   # Every method's values, used by this command or not: a bad value anywhere in a
   # config is a mistake worth hearing about before a long run.
   for method in cfg.methods:
@@ -238,6 +239,14 @@ def _check_method(cfg: ml_collections.ConfigDict, method: str) -> None:
   if method not in methods_lib.names():
     _fail(key, _get(cfg, key).to_dict(), "methods named " + ", ".join(methods_lib.names()))
   methods_lib.get(method).check(_get(cfg, key).to_dict(), key)
+
+
+def _check_validation_split(cfg: ml_collections.ConfigDict, method: str) -> None:
+  """A method that fits something on the validation split needs one."""
+  why = methods_lib.get(method).needs_validation(cfg.methods[method].to_dict())
+  if why and not cfg.data.val_per_class:
+    raise InputError(f"{why}, and config.data.val_per_class is 0 (no validation split): "
+                     "set it > 0 (the CIFAR recipes' `val` argument does)")
 
 
 # ----------------------------------------------------------------------------- teacher

@@ -243,3 +243,23 @@ def test_krd_fits_tau_and_temperature_on_the_validation_split():
   # Without LRD nothing is fitted (tau and the temperature are LRD's).
   assert krd.constants(krd.check({"use_rrd": False, "use_lrd": False}),
                        _val_context(logits, labels, counts)) == {}
+
+
+def test_fitting_on_a_validation_split_that_is_not_there_is_refused_up_front():
+  """Checked with the config (before a teacher trains), for the methods a command runs."""
+  cfg = config_lib.default_config().unlock()  # val_per_class = 0
+  cfg.student.method = "krd"
+  cfg.methods.krd.tau_from = "val"
+  with pytest.raises(validate.InputError,
+                     match=r"methods.krd.tau_from='val' fit on the validation split, and "
+                           r"config.data.val_per_class is 0"):
+    validate.check_config(cfg.lock(), "student")
+  validate.check_config(cfg, "teacher")  # the teacher does not run krd
+  cfg.methods.krd.update(tau_from="auto", calibrate=True)
+  with pytest.raises(validate.InputError, match="calibrate=True"):
+    validate.check_config(cfg, "student")
+  cfg.methods.krd.calibrate = False
+  validate.check_config(cfg, "student")  # "auto" falls back to tau without a split
+  cfg.data.val_per_class = 5
+  cfg.methods.krd.update(tau_from="val", calibrate=True)
+  validate.check_config(cfg, "student")

@@ -22,6 +22,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from krd_jax import configs
 from krd_jax import distributed
 from krd_jax import runs
 from krd_jax.config import default_config
@@ -41,7 +42,8 @@ def _free_port() -> int:
 
 
 def _config(workdir, cache_dir):
-  cfg = default_config().unlock()
+  # The CLI's default recipe, so the in-process run equals the CLI runs it is held to.
+  cfg = configs.get(configs.DEFAULT).unlock()
   for key, value in OVERRIDES.items():
     node = cfg
     *parents, leaf = key.split(".")

@@ -228,3 +228,17 @@ def test_pad_features(xp):
   assert priors.pad_features(x, 4) is x
   with pytest.raises(ValueError, match="larger than"):
     priors.pad_features(x, 3)
+
+
+def test_class_mean_anchors_are_the_centred_teacher_directions():
+  rng = np.random.default_rng(4)
+  means = rng.normal(size=(5, 7)) + 3.0  # an offset the centring must remove
+  anchors = priors.class_mean_anchors(means)
+  assert anchors.shape == (7, 5) and anchors.dtype == np.float32
+  centred = means - means.mean(0)
+  expected = (centred / np.linalg.norm(centred, axis=1, keepdims=True)).T
+  np.testing.assert_allclose(anchors, expected, rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(priors.class_mean_anchors(means + 10.0), anchors, atol=1e-6)
+  degenerate = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 0.0]])  # class 2 is the centre
+  with pytest.raises(ValueError, match="no direction"):
+    priors.class_mean_anchors(degenerate)

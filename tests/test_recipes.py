@@ -193,3 +193,12 @@ def test_cifar100_cpu_recipe_is_the_small_pair_with_its_own_schedule():
   assert cfg.methods.bkd.weights_from_epoch == 0  # CIFAR-100: BKD weights from the start
   with pytest.raises(ValueError, match="each choose the pair"):
     cifar100_lt.get_config("cpu,wrn")
+
+
+def test_bkd_defaults_are_its_authors_everywhere():
+  """The method's own defaults (the embedded digits_lt runs them) are the authors' T and
+  weight, not only the CIFAR recipes'."""
+  from krd_jax import methods
+  defaults = methods.get("bkd").defaults()
+  assert {k: defaults[k] for k in ("temperature", "kd_weight", "beta_en")} == {
+      k: BKD[k] for k in ("temperature", "kd_weight", "beta_en")}

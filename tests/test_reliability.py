@@ -47,8 +47,9 @@ CHAIN_ARGS = ("--config.progress=False", "--config.teacher.epochs=8",
 @pytest.fixture(scope="module")
 def data_cache(tmp_path_factory):
   """digits_lt decoded once (the only TensorFlow import); every run here hits it."""
+  from krd_jax import configs
   path = tmp_path_factory.mktemp("krd_cache")
-  cfg = default_config().unlock()
+  cfg = configs.get(CONFIG).unlock()  # the runs' own data (digits_lt keeps a val split)
   cfg.data.cache_dir = str(path)
   runs.load_data(cfg.lock())
   return path

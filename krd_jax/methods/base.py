@@ -152,6 +152,8 @@ class Method:
     seed_dependence: hparams -> None, or why the constants differ per seed (then
       seeds run in turn, not as one vmapped group).
     build_ignores: params read only by `constants`, not passed to `build`.
+    validation: hparams -> None, or why these hyper-parameters need a balanced
+      validation split (checked with the config, before anything runs).
   """
   name: str
   title: str
@@ -161,6 +163,10 @@ class Method:
   constants: Callable[[Mapping[str, Any], RunContext], dict] = lambda hp, ctx: {}
   seed_dependence: Callable[[Mapping[str, Any]], str | None] = _always(None)
   build_ignores: tuple[str, ...] = ()
+  validation: Callable[[Mapping[str, Any]], str | None] = _always(None)
+
+  def needs_validation(self, hparams: Mapping[str, Any]) -> str | None:
+    return self.validation({**self.defaults(), **hparams})
 
   def defaults(self) -> dict[str, Any]:
     return {key: param.default for key, param in self.params.items()}

@@ -192,10 +192,12 @@ def make_post_hoc_eval_step(model: nn.Module, preprocess: Callable, num_classes:
 
 
 def make_logits_step(model: nn.Module, preprocess: Callable):
-  """variables, batch -> logits [B, C] in inference mode (rows of padding included)."""
+  """variables, batch -> (logits [B, C] in inference mode, labels [B], mask [B]); padding
+  rows included (mask False). Labels and mask come back with the logits so that, jitted
+  with replicated outputs, every process can read all three."""
   def logits_step(variables: Any, batch: Batch):
     logits, _ = model.apply(variables, preprocess(batch["image"], None), train=False)
-    return logits
+    return logits, batch["label"], batch["mask"]
 
   return logits_step
 

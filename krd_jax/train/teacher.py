@@ -169,8 +169,7 @@ def split_logits(teacher: Teacher, cfg: ml_collections.ConfigDict, ds, mesh: Mes
       steps_lib.make_logits_step(teacher.model, steps_lib.dataset_preprocess(cfg, ds)), mesh)
   logits, labels = [], []
   for batch in loader_lib.eval_batches(ds, split, evaluation.eval_batch_size(mesh), mesh):
-    z, y, mask = jax.device_get((step(teacher.variables, batch), batch["label"],
-                                 batch["mask"]))
+    z, y, mask = jax.device_get(step(teacher.variables, batch))
     real = np.asarray(mask).astype(bool)
     logits.append(np.asarray(z, np.float64)[real])
     labels.append(np.asarray(y)[real])

@@ -130,7 +130,7 @@ def test_two_teacher_recipes_are_refused():
     configs.get("cifar10_lt:la_teacher,bs_teacher")
 
 
-def test_resolve_takes_a_recipe_name_or_a_file(tmp_path):
+def test_resolve_takes_a_recipe_name_or_a_file(tmp_path, monkeypatch):
   assert configs.resolve("cifar10_lt:offline,local") == (
       configs.path("cifar10_lt") + ":offline,local")
   assert configs.resolve("digits_lt") == configs.path("digits_lt")
@@ -144,6 +144,11 @@ def test_resolve_takes_a_recipe_name_or_a_file(tmp_path):
     configs.resolve("experiments/configs/cifar10_lt.py:offline")
   with pytest.raises(ValueError, match=r"no shipped recipe 'cifar10'; allowed: .*cifar10_lt"):
     configs.resolve("cifar10:offline")
+  # A folder named like a recipe (a run's workdir, say) is not a config file.
+  (tmp_path / "digits_lt").mkdir()
+  monkeypatch.chdir(tmp_path)
+  assert configs.resolve("digits_lt:local") == configs.path("digits_lt") + ":local"
+  monkeypatch.undo()
   assert configs.resolve_argv(["x", "--config", "digits_lt:local", "--config.seed=1"]) == [
       "x", "--config", configs.path("digits_lt") + ":local", "--config.seed=1"]
 

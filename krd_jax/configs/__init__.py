@@ -40,7 +40,8 @@ def path(name: str) -> str:
 def resolve(spec: str) -> str:
   """'NAME[:ARG]' (a shipped recipe) or 'FILE[:ARG]' -> 'FILE[:ARG]' for config_flags.
 
-  A spec is a file when its part before ':' exists or ends in '.py'; a '.py' file
+  A spec is a file when its part before ':' is an existing file or ends in '.py' (a
+  folder of the same name, such as runs/digits_lt, is not a config); a '.py' file
   that does not exist but is named like a shipped recipe (an old
   experiments/configs/ path) is refused with the name to use instead.
 
@@ -48,7 +49,7 @@ def resolve(spec: str) -> str:
     ValueError: neither a file nor a shipped recipe (one line naming the recipes).
   """
   head, sep, arg = spec.partition(":")
-  if os.path.exists(head):
+  if os.path.isfile(head):
     return spec
   stem = os.path.splitext(os.path.basename(head))[0]
   if head.endswith(".py"):

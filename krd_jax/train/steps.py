@@ -161,12 +161,20 @@ def make_eval_step(model: nn.Module, preprocess: Callable, num_classes: int):
   """variables, batch -> (correct per class [C], examples per class [C])."""
   def eval_step(variables: Any, batch: Batch):
     logits, _ = model.apply(variables, preprocess(batch["image"], None), train=False)
-    mask = batch["mask"].astype(jnp.float32)
-    correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32) * mask
-    return (jax.ops.segment_sum(correct, batch["label"], num_classes),
-            jax.ops.segment_sum(mask, batch["label"], num_classes))
+    return _per_class_sums(jnp.argmax(logits, -1), batch, num_classes)
 
   return eval_step
+
+
+def _per_class_sums(predicted: jax.Array, batch: Batch, num_classes: int):
+  """(correct predictions per class [..., C], real examples per class [C]) of a batch;
+  `predicted` [..., B] may carry leading axes (one per tau); padding rows do not count."""
+  mask = batch["mask"].astype(jnp.float32)
+  correct = (predicted == batch["label"]).astype(jnp.float32) * mask
+  per_class = lambda c: jax.ops.segment_sum(c, batch["label"], num_classes)
+  for _ in range(predicted.ndim - 1):
+    per_class = jax.vmap(per_class)
+  return per_class(correct), jax.ops.segment_sum(mask, batch["label"], num_classes)
 
 
 def make_post_hoc_eval_step(model: nn.Module, preprocess: Callable, num_classes: int,
@@ -182,11 +190,8 @@ def make_post_hoc_eval_step(model: nn.Module, preprocess: Callable, num_classes:
 
   def eval_step(variables: Any, batch: Batch):
     logits, _ = model.apply(variables, preprocess(batch["image"], None), train=False)
-    mask = batch["mask"].astype(jnp.float32)
     predicted = jnp.argmax(logits[None] - shift[:, None], -1)  # [K, B]
-    correct = (predicted == batch["label"][None]).astype(jnp.float32) * mask
-    per_tau = jax.vmap(lambda c: jax.ops.segment_sum(c, batch["label"], num_classes))
-    return per_tau(correct), jax.ops.segment_sum(mask, batch["label"], num_classes)
+    return _per_class_sums(predicted, batch, num_classes)
 
   return eval_step
 

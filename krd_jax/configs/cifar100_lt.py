@@ -4,7 +4,7 @@
   python -m krd_jax demo --config=cifar100_lt:wrn          # wrn_40_2 -> wrn_16_2
   python -m krd_jax demo --config=cifar100_lt:offline      # ../shared/data folder
   python -m krd_jax demo --config=cifar100_lt:offline,local  # smoke test
-  python -m krd_jax demo --config=cifar100_lt:offline,cpu,val  # 2 CPU cores, ~1 h
+  python -m krd_jax demo --config=cifar100_lt:offline,cpu,val  # 2 CPU cores, ~45 min
 
 Data: tfds cifar100 (downloaded by tfds on first use), or with `offline` the lossless
 PNG folder at ~/.cache/krd_jax/cifar100-png (extract ../shared/data/cifar100-png.tar.gz
@@ -15,16 +15,16 @@ validation split (50 per class; head 450, 9,754 training images: common.with_val
 a balanced teacher. KD, DKD (beta per pair) and BKD run at
 their authors' CIFAR settings (common.cifar_baselines).
 Expected runtime: full recipe (200 epochs, teacher + 5 students) about 1.5 h for the
-ResNet pair on one modern GPU; `cpu` about 6 min for the teacher and 3-5 min per
-student on 2 CPU cores; `local` several minutes on 2 CPU cores.
+ResNet pair on one modern GPU; `cpu` 13-19 min for the teacher and 2-6 min per
+student on 2 CPU cores (the 3-seed table of benchmarks/RESULTS.md: 2 h 20 min); `local` several minutes on 2 CPU cores.
 """
 
 from krd_jax.configs import common
 
 
 # The CPU-sized recipe (`cpu`): a pair and schedule that train on 2 CPU cores in
-# minutes per run (teacher about 6, student about 4), for screening and for 3-seed
-# tables where no accelerator is available. Not a published pair.
+# minutes per run (measured 2026-12-01: teacher 13-19 min, student 2-6 min), for
+# screening and for 3-seed tables where no accelerator is available. Not a published pair.
 CPU_PAIR = ("resnet14", "resnet8")
 CPU_EPOCHS = {"teacher": 16, "student": 8}
 
@@ -36,20 +36,13 @@ def get_config(arg: str = ""):
     raise ValueError("config arguments 'wrn' and 'cpu' each choose the pair; allowed: one")
   pair = (("wrn_40_2", "wrn_16_2") if "wrn" in args else
           CPU_PAIR if "cpu" in args else ("resnet32x4", "resnet8x4"))
-  cfg = common.cifar_config("cifar100_lt", *pair,
-                            epochs=CPU_EPOCHS["student"] if "cpu" in args else 200)
   if "cpu" in args:
-    cpu_schedule(cfg)
+    cfg = common.cifar_config("cifar100_lt", *pair, epochs=CPU_EPOCHS["student"],
+                              teacher_epochs=CPU_EPOCHS["teacher"])
+    for role in (cfg.teacher, cfg.student):
+      role.optim.warmup_epochs = 1  # 5 of 200 epochs, rounded up at this length
+  else:
+    cfg = common.cifar_config("cifar100_lt", *pair)
   common.cifar_baselines(cfg, *pair)
   return common.finish(cfg, args, offline_folder="cifar100-png")
 
-
-def cpu_schedule(cfg):
-  """The `cpu` recipe's teacher runs CPU_EPOCHS["teacher"] epochs (its lr steps and
-  warm-up scaled with them); the student keeps cifar_config's scaling at its own."""
-  epochs = CPU_EPOCHS["teacher"]
-  cfg.teacher.epochs = epochs
-  cfg.teacher.optim.step_epochs = (int(0.8 * epochs), int(0.9 * epochs))
-  for role in (cfg.teacher, cfg.student):
-    role.optim.warmup_epochs = 1
-  return cfg

@@ -31,7 +31,8 @@ def distill_warmup(epochs: int) -> int:
   return max(1, round(0.1 * epochs))
 
 
-def cifar_config(dataset: str, teacher: str, student: str, epochs: int = 200):
+def cifar_config(dataset: str, teacher: str, student: str, epochs: int = 200,
+                 teacher_epochs: int | None = None):
   """The LDAM-DRW / mdistiller-style CIFAR recipe: SGD 0.1 (0.05 for students),
   momentum 0.9, weight decay 5e-4, batch 128, 5 warm-up epochs, lr x0.1 at 80% and
   90% of training, random crop (pad 4) and flip, a DKD-style distillation warm-up over
@@ -43,12 +44,13 @@ def cifar_config(dataset: str, teacher: str, student: str, epochs: int = 200):
   cfg.data.crop_pad = 4
   cfg.data.flip = True
   cfg.data.group_split = "absolute"
-  milestones = (int(0.8 * epochs), int(0.9 * epochs))
-  for role, model, lr in ((cfg.teacher, teacher, 0.1), (cfg.student, student, 0.05)):
+  for role, model, lr, role_epochs in ((cfg.teacher, teacher, 0.1, teacher_epochs or epochs),
+                                       (cfg.student, student, 0.05, epochs)):
     role.model = model
     role.model_kwargs = {}
-    role.epochs = epochs
+    role.epochs = role_epochs
     role.batch_size = 128
+    milestones = (int(0.8 * role_epochs), int(0.9 * role_epochs))
     role.optim = optim_config(name="sgd", lr=lr, weight_decay=5e-4, schedule="step",
                               warmup_epochs=5, step_epochs=milestones, step_gamma=0.1)
   cfg.student.distill_warmup_epochs = distill_warmup(epochs)
@@ -120,10 +122,8 @@ def offline(cfg, folder: str):
   return cfg
 
 
-# `val`: (head-class images, validation images per class); the smaller head leaves
-# out enough
-# for a balanced validation split in every class
-# (CIFAR-10-LT: 4,900 head images and 100 val per class; CIFAR-100-LT: 450 and 50).
+# `val`: (head-class images, validation images per class); the smaller head leaves out
+# enough images for a balanced validation split in every class.
 VAL_SPLITS = {"cifar10_lt": (4900, 100), "cifar100_lt": (450, 50)}
 
 

@@ -140,10 +140,9 @@ def _fitted_on_val(hparams, context: base.RunContext) -> dict:
     tau_from = "fixed" if context.val_logits is None else "val"
   if tau_from == "fixed" and not hparams["calibrate"]:
     return {}
-  if context.val_logits is None:
-    raise checks.InputError(
-        "methods.krd.tau_from='val' and methods.krd.calibrate=True fit on the balanced "
-        "validation split, and this run has none: set data.val_per_class > 0")
+  if context.val_logits is None:  # validate.check_config refuses this up front
+    raise checks.InputError(f"{validation(hparams)}, and this run has none: set "
+                            "data.val_per_class > 0")
   logits, labels = context.val_logits()
   log_prior = priors.log_prior(context.train_counts)
   fitted = {}

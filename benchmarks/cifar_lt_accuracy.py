@@ -13,7 +13,7 @@ line per finished run, and stops starting new runs after --time-limit seconds.
   python benchmarks/cifar_lt_accuracy.py --queue faithful \
       --workdir runs/bench_c10lt_faithful --results benchmarks/results/cifar10_lt_faithful.jsonl
 
-Recipe: krd_jax/configs/cifar10_lt.py:cpu (ResNet-32 teacher, ResNet-8 student,
+Recipe: krd_jax/configs/cifar10_lt.py:cpu30 (ResNet-32 teacher, ResNet-8 student,
 30 epochs each, SGD, batch 128, crop + flip). About 10 minutes on one H200 for the
 first dozen rows; about 2 hours per seed of every row on 2 CPU cores.
 """
@@ -99,7 +99,7 @@ def load(folder: str, val_per_class: int, n_max: int):
 
 
 def base_config(workdir: str, epochs: int, dtype: str):
-  """The cifar10_lt recipe over `epochs` epochs (30: the `cpu` recipe), everything that
+  """The cifar10_lt recipe over `epochs` epochs (30: the `cpu30` recipe), everything that
   depends on the schedule scaled as the recipe scales it."""
   from krd_jax.configs import cifar10_lt
   cfg = cifar10_lt.recipe(epochs)

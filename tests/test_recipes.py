@@ -14,7 +14,7 @@ import pytest
 from krd_jax import __main__ as cli_lib
 from krd_jax import configs
 from krd_jax import validate
-from krd_jax.configs import cifar100_lt, cifar10_lt, imagenet_lt, inat2018
+from krd_jax.configs import cifar100_lt, cifar10_lt, common, imagenet_lt, inat2018
 
 # megvii-research/mdistiller, mdistiller/engine/cfg.py: CIFAR KD.
 # No warm-up for KD (its distiller has none); DKD ramps over 20 epochs (DKD.WARMUP).
@@ -69,8 +69,8 @@ def test_local_mode_drops_every_warm_up():
   assert all(hp.get("warmup_epochs", -1) <= 0 for hp in cfg.methods.values())
 
 
-def test_cpu_recipe_switches_bkd_and_warms_up_at_the_same_fractions():
-  cfg = cifar10_lt.get_config("cpu,offline")
+def test_cpu30_recipe_switches_bkd_and_warms_up_at_the_same_fractions():
+  cfg = cifar10_lt.get_config("cpu30,offline")
   assert (cfg.student.epochs, cfg.methods.bkd.weights_from_epoch) == (30, 24)
   # 20 of 200 epochs -> 3 of 30, for DKD and the student-wide ramp alike.
   assert cfg.methods.dkd.warmup_epochs == cfg.student.distill_warmup_epochs == 3
@@ -179,7 +179,6 @@ def test_val_argument_leaves_a_balanced_validation_split_out(config, num_classes
                                                              val, train_images, pool):
   """`val`: a smaller head so every class leaves `val` images out of training (the
   counts move off LDAM-DRW's exactly, by the amount the docstring states)."""
-  from krd_jax.configs import common
   from krd_jax.data import profiles
   cfg = config.get_config("val")
   assert (cfg.data.n_max, cfg.data.val_per_class) == (n_max, val)
@@ -188,16 +187,23 @@ def test_val_argument_leaves_a_balanced_validation_split_out(config, num_classes
   assert f"{train_images:,}" in common.with_validation.__doc__
 
 
-def test_cifar100_cpu_recipe_is_the_small_pair_with_its_own_schedule():
-  cfg = cifar100_lt.get_config("cpu,val,offline")
-  assert (cfg.teacher.model, cfg.student.model) == cifar100_lt.CPU_PAIR
+@pytest.mark.parametrize("config, bkd_weights_from", [(cifar10_lt, 6), (cifar100_lt, 0)])
+def test_cpu_recipe_is_the_small_pair_with_its_own_schedule(config, bkd_weights_from):
+  cfg = config.get_config("cpu,val,offline")
+  assert (cfg.teacher.model, cfg.student.model) == common.CPU_PAIR
   assert (cfg.teacher.epochs, cfg.student.epochs) == (16, 8)
   assert tuple(cfg.teacher.optim.step_epochs) == (12, 14)
   assert tuple(cfg.student.optim.step_epochs) == (6, 7)
+  assert cfg.teacher.optim.warmup_epochs == cfg.student.optim.warmup_epochs == 1
   assert cfg.student.distill_warmup_epochs == 1
-  assert cfg.methods.bkd.weights_from_epoch == 0  # CIFAR-100: BKD weights from the start
-  with pytest.raises(ValueError, match="each choose the pair"):
-    cifar100_lt.get_config("cpu,wrn")
+  # BKD's class weights from 80% of training on CIFAR-10 (epoch 6 of 8), from 0 on CIFAR-100.
+  assert cfg.methods.bkd.weights_from_epoch == bkd_weights_from
+
+
+@pytest.mark.parametrize("config, arg", [(cifar100_lt, "cpu,wrn"), (cifar10_lt, "cpu,cpu30")])
+def test_two_pair_or_schedule_recipes_are_refused(config, arg):
+  with pytest.raises(ValueError, match=r"each choose the (pair|recipe); allowed: one"):
+    config.get_config(arg)
 
 
 def test_bkd_defaults_are_its_authors_everywhere():

@@ -9,7 +9,7 @@
 Data: tfds cifar100 (downloaded by tfds on first use), or with `offline` the lossless
 PNG folder at ~/.cache/krd_jax/cifar100-png (extract ../shared/data/cifar100-png.tar.gz
 there). Arguments (comma-separated): `wrn` picks the WRN pair; `cpu` the CPU-sized
-recipe (ResNet-14 -> ResNet-8, 16 teacher and 8 student epochs); `val` carves a balanced
+recipe (ResNet-14 -> ResNet-8, 16 teacher and 8 student epochs: common.cpu_config); `val` carves a balanced
 validation split (50 per class; head 450, 9,754 training images: common.with_validation);
 `local` runs 2 epochs per model; `la_teacher`, `bs_teacher` or `ldam_drw_teacher` trains
 a balanced teacher. KD, DKD (beta per pair) and BKD run at
@@ -22,27 +22,13 @@ student on 2 CPU cores (the 3-seed table of benchmarks/RESULTS.md: 2 h 20 min); 
 from krd_jax.configs import common
 
 
-# The CPU-sized recipe (`cpu`): a pair and schedule that train on 2 CPU cores in
-# minutes per run (measured 2026-12-01: teacher 13-19 min, student 2-6 min), for
-# screening and for 3-seed tables where no accelerator is available. Not a published pair.
-CPU_PAIR = ("resnet14", "resnet8")
-CPU_EPOCHS = {"teacher": 16, "student": 8}
-
-
 def get_config(arg: str = ""):
   args = common.parse_args(arg, ("wrn", "cpu", "val", "offline", "local",
                                  *common.TEACHER_RECIPES))
-  if {"wrn", "cpu"} <= args:
-    raise ValueError("config arguments 'wrn' and 'cpu' each choose the pair; allowed: one")
-  pair = (("wrn_40_2", "wrn_16_2") if "wrn" in args else
-          CPU_PAIR if "cpu" in args else ("resnet32x4", "resnet8x4"))
+  common.at_most_one(args, ("wrn", "cpu"), "pair")
   if "cpu" in args:
-    cfg = common.cifar_config("cifar100_lt", *pair, epochs=CPU_EPOCHS["student"],
-                              teacher_epochs=CPU_EPOCHS["teacher"])
-    for role in (cfg.teacher, cfg.student):
-      role.optim.warmup_epochs = 1  # 5 of 200 epochs, rounded up at this length
+    cfg = common.cpu_config("cifar100_lt")
   else:
-    cfg = common.cifar_config("cifar100_lt", *pair)
-  common.cifar_baselines(cfg, *pair)
+    pair = ("wrn_40_2", "wrn_16_2") if "wrn" in args else ("resnet32x4", "resnet8x4")
+    cfg = common.cifar_baselines(common.cifar_config("cifar100_lt", *pair), *pair)
   return common.finish(cfg, args, offline_folder="cifar100-png")
-

@@ -3,16 +3,21 @@
   python -m krd_jax demo --config=cifar10_lt               # tfds cifar10
   python -m krd_jax demo --config=cifar10_lt:offline       # ../shared/data folder
   python -m krd_jax demo --config=cifar10_lt:offline,local # smoke test
+  python -m krd_jax demo --config=cifar10_lt:offline,cpu,val  # 2 CPU cores
 
 Arguments (comma-separated): `offline` reads the CIFAR-10 image folder at
 ~/.cache/krd_jax/cifar10-jpg (extract ../shared/data/cifar10-jpg.tar.gz there) instead
 of downloading tfds cifar10; `local` runs 2 epochs per model; `cpu` is the CPU-sized
-recipe (30 epochs); `val` carves a balanced validation split (100 per class; head
-4,900, 12,156 training images: common.with_validation); `la_teacher`, `bs_teacher` or `ldam_drw_teacher` trains a balanced
-teacher (logit-adjusted CE, Balanced Softmax, LDAM-DRW with its cosine classifier).
-KD, DKD and BKD run at their authors' CIFAR settings (common.cifar_baselines).
+recipe shared with CIFAR-100-LT (ResNet-14 -> ResNet-8, 16 teacher and 8 student epochs:
+common.cpu_config); `cpu30` the ResNet-32 -> ResNet-8 pair over 30 epochs (the earlier
+CPU recipe, about 2 h per seed of every row on 2 cores); `val` carves a balanced
+validation split (100 per class; head 4,900, 12,156 training images:
+common.with_validation); `la_teacher`, `bs_teacher` or `ldam_drw_teacher` trains a
+balanced teacher (logit-adjusted CE, Balanced Softmax, LDAM-DRW with its cosine
+classifier). KD, DKD and BKD run at their authors' CIFAR settings (common.cifar_baselines).
 Expected runtime: full recipe (200 epochs, teacher + 5 students) about 1 h on one
-modern GPU; `cpu` about 2 h on 2 CPU cores; `local` a few minutes on CPU.
+modern GPU; `cpu` 15-20 min for the teacher and 2-6 min per student on 2 CPU cores;
+`local` a few minutes on CPU.
 """
 
 from krd_jax.configs import common
@@ -28,6 +33,11 @@ def recipe(epochs: int):
 
 
 def get_config(arg: str = ""):
-  args = common.parse_args(arg, ("offline", "local", "cpu", "val", *common.TEACHER_RECIPES))
-  cfg = recipe(epochs=30 if "cpu" in args else 200)
+  args = common.parse_args(arg, ("offline", "local", "cpu", "cpu30", "val",
+                                 *common.TEACHER_RECIPES))
+  common.at_most_one(args, ("cpu", "cpu30"), "recipe")
+  if "cpu" in args:
+    cfg = common.cpu_config("cifar10_lt")
+  else:
+    cfg = recipe(epochs=30 if "cpu30" in args else 200)
   return common.finish(cfg, args, offline_folder="cifar10-jpg")

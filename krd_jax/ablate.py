@@ -279,7 +279,7 @@ def _final_path(run: Run) -> str:
 
 
 def _final(run: Run) -> dict:
-  """The run's final.json: {"test", "val", "post_hoc" (solo runs), ...}."""
+  """The run's final.json: {"test", "val", "post_hoc", ...}."""
   with open(_final_path(run)) as f:
     return json.load(f)
 
@@ -395,8 +395,8 @@ def result_rows(runs_: list[Run], outcomes: list[tuple[str, dict | None]],
 
 
 def _selection_columns(final: dict | None) -> dict:
-  """SELECTION values of a final record; NaN where it has none (no validation split;
-  post-hoc is recorded by solo runs only)."""
+  """SELECTION values of a final record; NaN where it has none (no validation split, or
+  a run from before post-hoc adjustment was recorded)."""
   final = final or {}
   post_hoc = final.get("post_hoc") or {}
   return {"val_balanced": (final.get("val") or {}).get("balanced", math.nan),

@@ -44,7 +44,8 @@ def load_data(cfg: ml_collections.ConfigDict):
         val_per_class=d.val_per_class, data_dir=d.data_dir or None,
         split_list_dir=d.split_list_dir or None, cache_dir=d.cache_dir or None,
         n_max=d.n_max or None, image_size=d.image_size or None,
-        streaming=True if d.streaming else None)
+        streaming=True if d.streaming else None,
+        progress=bool(cfg.progress) and distributed.is_primary())
     # Process 0 prepares and caches the data first; the others then read its cache.
     return distributed.primary_first(f"load {d.name}", load)
   except validate.InputError:

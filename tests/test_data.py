@@ -683,3 +683,15 @@ def test_process_rows_of_one_process_is_whole_batch():
   assert sharding.process_rows(8, mesh) == slice(0, 8)
   with pytest.raises(ValueError, match="multiple"):
     sharding.process_rows(6, mesh)
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_decoding_bar_follows_progress(digits_cache, capfd, progress):
+  from krd_jax.data import decode, digits_tfds
+  cache_dir, _ = digits_cache
+  builder = digits_tfds.prepared_builder(str(cache_dir / "tfds"))
+  capfd.readouterr()
+  images, labels = decode.tfds_split_to_numpy(builder, "test", "id", "digits test bar",
+                                              progress=progress)
+  assert len(images) == len(labels) == 300
+  assert ("digits test bar" in capfd.readouterr().err) == progress

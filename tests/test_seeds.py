@@ -64,6 +64,13 @@ def test_each_seed_equals_the_seed_trained_alone(tmp_path, trained_teacher, meth
     # (json: NaN group accuracies, for groups without classes, compare equal as text)
     assert json.dumps(final["test"]) == json.dumps(parallel[i])
     assert final["trained_in"].endswith("group")
+    # Post-hoc adjustment and fitted constants recorded as the solo run records them.
+    solo_final = json.loads((tmp_path / f"solo{i}" / "final.json").read_text())
+    assert final["post_hoc"]["tau"] == solo_final["post_hoc"]["tau"]
+    assert final["post_hoc"]["chosen_on"] == solo_final["post_hoc"]["chosen_on"]
+    np.testing.assert_allclose(final["post_hoc"]["test"]["per_class"],
+                               solo_final["post_hoc"]["test"]["per_class"])
+    assert final["fitted"] == solo_final["fitted"]
     # The seed's folder holds the config a solo run of that seed would have.
     assert json.loads((tmp_path / f"seed{cfg.seed}" / "config.json").read_text()) == \
         json.loads((tmp_path / f"solo{i}" / "config.json").read_text())

@@ -31,9 +31,10 @@ class SourceArrays:
                arrays["test_labels"], [str(n) for n in arrays["class_names"]])
 
 
-def tfds_split_to_numpy(builder: Any, split: str, order_key: str,
-                        desc: str) -> tuple[np.ndarray, np.ndarray]:
-  """Decodes a whole tfds split into (uint8 images, int64 labels), sorted by `order_key`.
+def tfds_split_to_numpy(builder: Any, split: str, order_key: str, desc: str,
+                        progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+  """Decodes a whole tfds split into (uint8 images, int64 labels), sorted by `order_key`,
+  with a progress bar named `desc` unless `progress` is False.
 
   Sorting by a per-example id (CIFAR's "id", a file name) makes the arrays, and so
   the seeded subsets drawn from them, independent of tfds' shard and file order.
@@ -51,7 +52,8 @@ def tfds_split_to_numpy(builder: Any, split: str, order_key: str,
     total = None
   images, labels, keys = [], [], []
   try:
-    with tqdm.tqdm(total=total, desc=desc, unit="img", leave=False) as bar:
+    with tqdm.tqdm(total=total, desc=desc, unit="img", leave=False,
+                   disable=not progress) as bar:
       for image, label, key in tfds.as_numpy(ds):
         images.append(image)
         labels.append(label)

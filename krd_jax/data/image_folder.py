@@ -103,15 +103,16 @@ class ImageFolderSource:
   def pool_counts(self) -> np.ndarray:
     return self._pool_counts
 
-  def load(self) -> SourceArrays:
+  def load(self, progress: bool = True) -> SourceArrays:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     builder = tfds.ImageFolder(self.root)
     if list(builder.info.features["label"].names) != self.class_names:
       raise ValueError("tfds.ImageFolder found other classes than the folder listing; "
                        "did the folder change while loading?")
-    pool = tfds_split_to_numpy(builder, "train", "image/filename", "image folder train")
+    pool = tfds_split_to_numpy(builder, "train", "image/filename", "image folder train",
+                               progress)
     test = tfds_split_to_numpy(builder, self.test_split, "image/filename",
-                               f"image folder {self.test_split}")
+                               f"image folder {self.test_split}", progress)
     for (images, labels), split in ((pool, "train"), (test, self.test_split)):
       if not np.array_equal(np.bincount(labels, minlength=self.num_classes),
                             self._counts(split)):

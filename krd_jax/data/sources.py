@@ -73,11 +73,11 @@ class _DigitsSource:
   def pool_counts(self) -> np.ndarray:
     return digits.pool_counts()
 
-  def load(self) -> SourceArrays:
+  def load(self, progress: bool = True) -> SourceArrays:
     from krd_jax.data import digits_tfds  # pylint: disable=g-import-not-at-top
     builder = digits_tfds.prepared_builder(os.fspath(self.tfds_dir))
-    pool = tfds_split_to_numpy(builder, "train", "id", "digits train")
-    test = tfds_split_to_numpy(builder, "test", "id", "digits test")
+    pool = tfds_split_to_numpy(builder, "train", "id", "digits train", progress)
+    test = tfds_split_to_numpy(builder, "test", "id", "digits test", progress)
     return SourceArrays(*pool, *test, builder.info.features["label"].names)
 
 
@@ -97,26 +97,26 @@ class _TfdsCifarSource:
     # CIFAR's training split is balanced: n_max images of every class.
     return np.full(self.num_classes, self.n_max, np.int64)
 
-  def load(self) -> SourceArrays:
+  def load(self, progress: bool = True) -> SourceArrays:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     builder = tfds.builder(self.tfds_name, data_dir=self.data_dir)
     builder.download_and_prepare()
-    pool = tfds_split_to_numpy(builder, "train", "id", f"{self.tfds_name} train")
-    test = tfds_split_to_numpy(builder, "test", "id", f"{self.tfds_name} test")
+    pool = tfds_split_to_numpy(builder, "train", "id", f"{self.tfds_name} train", progress)
+    test = tfds_split_to_numpy(builder, "test", "id", f"{self.tfds_name} test", progress)
     names = list(builder.info.features["label"].names)
     if self.tfds_name == "cifar10" and all(n.isdigit() for n in names):
       names = list(CIFAR10_CLASSES)  # An unprepared (or mocked) builder only has "0".."9".
     return SourceArrays(*pool, *test, names)
 
 
-def _source_arrays(source: Any, cache_dir: pathlib.Path) -> SourceArrays:
+def _source_arrays(source: Any, cache_dir: pathlib.Path, progress: bool) -> SourceArrays:
   """The decoded balanced source, from `<cache>/sources` or decoded (then cached)."""
   key = cache.cache_key(source.identity)
   path = cache_dir / "sources" / f"{source.name}-{key[:16]}.npz"
   arrays = cache.read(path, key)
   if arrays is not None:
     return SourceArrays.from_arrays(arrays)
-  src = source.load()
+  src = source.load(progress)
   # Checked before the write: nothing with bad labels is ever cached.
   n = len(src.class_names)
   profiles.check_labels(src.pool_labels, n, f"{source.name} training labels")
@@ -127,7 +127,7 @@ def _source_arrays(source: Any, cache_dir: pathlib.Path) -> SourceArrays:
 
 def _load_in_memory(source: Any, *, imbalance: float, profile: str, seed: int,
                     val_per_class: int, n_max: int | None,
-                    cache_dir: pathlib.Path) -> LongTailDataset:
+                    cache_dir: pathlib.Path, progress: bool) -> LongTailDataset:
   n_max = source.n_max if n_max is None else int(n_max)
   # A profile that empties a class is refused before any cache lookup.
   dataset_lib.check_no_empty_class(
@@ -144,7 +144,7 @@ def _load_in_memory(source: Any, *, imbalance: float, profile: str, seed: int,
     ds.info["cache_file"] = os.fspath(path)
     return ds
   dataset_lib.profile_counts(source.pool_counts(), imbalance, profile, n_max)
-  src = _source_arrays(source, cache_dir)
+  src = _source_arrays(source, cache_dir, progress)
   ds = dataset_lib.subsample(
       source.name, src.pool_images, src.pool_labels, src.test_images, src.test_labels,
       src.class_names, imbalance=imbalance, profile=profile, seed=seed,
@@ -170,6 +170,7 @@ def load_dataset(
     n_max: int | None = None,
     streaming: bool | None = None,
     image_size: int | None = None,
+    progress: bool = True,
 ) -> LongTailDataset:
   """Loads a long-tailed dataset by name.
 
@@ -202,6 +203,8 @@ def load_dataset(
       them into memory (no long-tail subsampling then).
     image_size: output side of streaming sources (default 224; image_folder
       streaming needs it).
+    progress: progress bars while decoding a source (or counting iNaturalist's
+      labels) for the first time; False for none.
 
   Returns:
     A `LongTailDataset`.
@@ -242,7 +245,7 @@ def load_dataset(
           split_list_dir=split_list_dir, image_size=image_size),
       "inat2018": lambda: streamed_sources.load_inat(
           DATASET_DEFAULTS["inat2018"], data_dir=data_dir, image_size=image_size,
-          cache_dir=cache_root),
+          cache_dir=cache_root, progress=progress),
   }
   if name in streaming_loaders:
     return streaming_loaders[name]()
@@ -256,4 +259,5 @@ def load_dataset(
   else:
     source = _TfdsCifarSource(name, data_dir)
   return _load_in_memory(source, imbalance=imbalance, profile=profile, seed=seed,
-                         val_per_class=val_per_class, n_max=n_max, cache_dir=cache_root)
+                         val_per_class=val_per_class, n_max=n_max, cache_dir=cache_root,
+                         progress=progress)

@@ -144,7 +144,7 @@ def load_split_lists(name: str, defaults: dict[str, Any], *, data_dir: str | Non
 
 
 def load_inat(defaults: dict[str, Any], *, data_dir: str | None, image_size: int | None,
-               cache_dir: pathlib.Path) -> LongTailDataset:
+               cache_dir: pathlib.Path, progress: bool = True) -> LongTailDataset:
   """tfds `i_naturalist2018`: long-tailed as it comes; its validation split is the test set."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder = tfds.builder(defaults["tfds_name"], data_dir=data_dir)
@@ -157,7 +157,7 @@ def load_inat(defaults: dict[str, Any], *, data_dir: str | None, image_size: int
   path = cache_dir / "sources" / f"inat2018-counts-{key[:16]}.npz"
   arrays = cache.read(path, key)
   if arrays is None:
-    counts = streaming_lib.tfds_label_counts(builder, "train", num_classes)
+    counts = streaming_lib.tfds_label_counts(builder, "train", num_classes, progress)
     arrays = {"train_counts": counts}
     cache.write(path, key, arrays, identity)
   size = image_size or defaults["image_size"]

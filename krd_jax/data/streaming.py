@@ -297,7 +297,8 @@ def tfds_eval_stream(builder: Any, split: str, batch: int, *, image_size: int,
   return (pad_batch(b, batch) for b in _as_numpy(ds))
 
 
-def tfds_label_counts(builder: Any, split: str, num_classes: int) -> np.ndarray:
+def tfds_label_counts(builder: Any, split: str, num_classes: int,
+                      progress: bool = True) -> np.ndarray:
   """Examples per class of a tfds split, reading labels only (images stay encoded)."""
   tf = _tf()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -307,7 +308,8 @@ def tfds_label_counts(builder: Any, split: str, num_classes: int) -> np.ndarray:
   ds = ds.map(lambda ex: ex["label"], num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(65536).prefetch(tf.data.AUTOTUNE)
   counts = np.zeros(num_classes, np.int64)
-  for labels in tqdm.tqdm(tfds.as_numpy(ds), desc=f"counting {split} labels", unit="batch"):
+  for labels in tqdm.tqdm(tfds.as_numpy(ds), desc=f"counting {split} labels", unit="batch",
+                          disable=not progress):
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
       raise ValueError(f"{split} labels outside [0, {num_classes}): {labels.max()}")
     counts += np.bincount(labels, minlength=num_classes)

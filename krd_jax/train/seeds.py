@@ -37,6 +37,7 @@ from krd_jax.train import evaluation
 from krd_jax.train import loop
 from krd_jax.train import metrics as metrics_lib
 from krd_jax.train import run_dir as run_dir_lib
+from krd_jax.train import steps as steps_lib
 from krd_jax.train import student as student_lib
 from krd_jax.train.state import TrainState
 from krd_jax.train.teacher import Teacher
@@ -226,9 +227,16 @@ def train_students_parallel(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh:
   tests, vals = evaluation.test_and_val(
       lambda split: evaluate_seeds(eval_step, state.model_variables(), ds, split, mesh), ds)
   vals = vals or [None] * len(seeds)
-  for run_dir, test, val in zip(run_dirs, tests, vals):
+  # Each seed's post-hoc logit adjustment, as a solo run records it (the bar includes
+  # the best plain student, adjusted).
+  preprocess = steps_lib.dataset_preprocess(cfgs[0], ds)
+  variables = state.model_variables()
+  for i, (run_dir, setup, test, val) in enumerate(zip(run_dirs, setups, tests, vals)):
+    post_hoc = evaluation.post_hoc_adjusted(first.model, unstack(variables, i), preprocess,
+                                            ds, mesh)
     run_dir_lib.write_json_atomic(
         os.path.join(run_dir, "final.json"),
         {"method": scfg.method, "model": scfg.model, "test": test, "val": val,
+         "post_hoc": post_hoc, "fitted": student_lib.scalar_constants(setup.constants),
          "trained_in": os.path.abspath(group_dir)})
   return tests

@@ -15,6 +15,7 @@ from flax import traverse_util
 from krd_jax import sharding
 from krd_jax.models import create_model, feature_dim, input_shape, model_names
 from krd_jax.models import flops
+from krd_jax.models import layers
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -534,3 +535,36 @@ def test_forward_flops_agree_with_xla_cpu_up_to_the_padding_taps():
   assert 0.9 * ours <= xla <= ours, (ours, xla)
   step = flops.distillation_step_flops(create_model("resnet32", 10), model, (32, 32, 3))
   assert step == flops.forward_flops(create_model("resnet32", 10), (32, 32, 3)) + 3 * ours
+
+
+def _conv_grads_float64(x, kernel, dy, stride, pad):
+  """Input and kernel gradients of y = conv(x, kernel) for upstream dy, by direct sums."""
+  k = kernel.shape[0]
+  xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  dxp, dk = np.zeros_like(xp), np.zeros_like(kernel)
+  ho, wo = dy.shape[1:3]
+  for i in range(k):
+    for j in range(k):
+      rows, cols = slice(i, i + stride * ho, stride), slice(j, j + stride * wo, stride)
+      dk[i, j] = np.einsum("bhwc,bhwo->co", xp[:, rows, cols], dy)
+      dxp[:, rows, cols] += np.einsum("bhwo,co->bhwc", dy, kernel[i, j])
+  return dxp[:, pad:pad + x.shape[1], pad:pad + x.shape[2]], dk
+
+
+@pytest.mark.parametrize("k, stride, cin, cout", [(3, 1, 3, 4), (3, 2, 4, 5), (1, 1, 4, 6),
+                                                  (1, 2, 5, 3)])
+def test_convolution_gradients_match_direct_sums(k, stride, cin, cout):
+  """The CPU kernel gradient (one product per tap) and XLA's input gradient against
+  float64 sums, on an odd-sized map so the strided windows meet the far edge."""
+  rng = np.random.default_rng(k * 10 + stride)
+  x, kernel = rng.normal(size=(2, 7, 7, cin)), rng.normal(size=(k, k, cin, cout))
+  pad = k // 2
+  ho = (7 + 2 * pad - k) // stride + 1
+  dy = rng.normal(size=(2, ho, ho, cout))
+  y, vjp = jax.vjp(lambda a, b: layers._conv_cpu_grad(a, b, stride, pad),
+                   jnp.float32(x), jnp.float32(kernel))
+  assert y.shape == dy.shape
+  dx, dk = vjp(jnp.float32(dy))
+  dx_ref, dk_ref = _conv_grads_float64(x, kernel, dy, stride, pad)
+  np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(dk, dk_ref, rtol=1e-5, atol=1e-4)

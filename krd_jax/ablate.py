@@ -31,6 +31,8 @@ and of the output folder (--out, default the workdir):
   results.csv              one row per cell x method x seed
   summary.md, summary.csv  mean ± std over seeds per cell x method
   balanced_vs_<key>.png    balanced accuracy against the first swept key, per method
+  per_class.png            without --grid: per-class accuracy of each method (seed
+                           means) and of the teacher, against training count
 
 Expected runtime: the example above (12 cells x 2 methods x 3 seeds: 42 distinct
 student runs and 2 teachers) about 7 minutes on 2 CPU cores.
@@ -521,6 +523,23 @@ def plot_balanced(summary: list[dict], keys: Sequence[str], path: str) -> str:
   return path
 
 
+def plot_per_class_means(runs_: list[Run], outcomes: list[tuple[str, dict | None]],
+                         train_counts: np.ndarray, path: str) -> str:
+  """per_class.png of a one-cell sweep: each method's seed-mean test accuracy per class
+  (diverged runs left out) and each teacher's, against the class's training count."""
+  from krd_jax.train import metrics as metrics_lib
+  per_method: dict[str, list] = {}
+  for run, (status, final) in zip(runs_, outcomes):
+    if status != "diverged" and final:
+      per_method.setdefault(run.method, []).append(final["test"]["per_class"])
+  lines = {f"teacher {name}": test["per_class"]
+           for name, test in _teacher_rows(runs_).items()}
+  lines.update({f"{methods.display_name(m)} ({len(v)} seed{'s' * (len(v) > 1)})":
+                np.mean(v, axis=0) for m, v in per_method.items()})
+  return metrics_lib.plot_per_class(lines, train_counts, path,
+                                    title="test accuracy per class (seed means)")
+
+
 def _teacher_rows(runs_: list[Run]) -> dict[str, dict]:
   from krd_jax.train import checkpoints as ckpt_lib
   rows = {}
@@ -613,6 +632,10 @@ def run_sweep(base: ml_collections.ConfigDict, grid: Grid | str, methods: Sequen
   if keys:
     files["plot"] = plot_balanced(
         summary, keys, os.path.join(out, f"balanced_vs_{keys[0].replace('.', '_')}.png"))
+  else:  # one cell: each method's per-class accuracy against its class's training count
+    files["per_class_plot"] = plot_per_class_means(
+        all_runs, outcomes, res.data(all_runs[0].cfg).train_counts,
+        os.path.join(out, "per_class.png"))
   return {"rows": rows, "summary": summary, "table": table, "files": files,
           "trained": sum(s == "trained" for s, _ in outcomes),
           "teachers_trained": res.teachers_trained}

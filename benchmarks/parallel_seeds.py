@@ -11,10 +11,13 @@ The teacher is a randomly initialised one (its quality does not change the cost)
 
   python benchmarks/parallel_seeds.py --recipe digits                    # ~2 min, 2 CPU cores
   python benchmarks/parallel_seeds.py --recipe cifar10_lt --e2e-epochs 1 # ~15 min, 2 CPU cores
+  python benchmarks/parallel_seeds.py --recipe cifar10_random --seeds 8 --skip-e2e  # no TF
 
 Recipes: digits = krd_jax/configs/digits_lt.py (MLP 256 -> MLP 32, 150 epochs);
 cifar10_lt = krd_jax/configs/cifar10_lt.py:offline (ResNet-32 -> ResNet-8, batch
-128; the CIFAR-10 folder extracted at ~/.cache/krd_jax/cifar10-jpg).
+128; the CIFAR-10 folder extracted at ~/.cache/krd_jax/cifar10-jpg); cifar10_random = the
+same recipe on random CIFAR-shaped images with CIFAR-10-LT's class counts (nothing to
+decode, no TensorFlow: the cost of a step does not depend on the pixels), for GPU images.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import time
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -44,7 +48,21 @@ from krd_jax.train import steps as steps_lib  # noqa: E402
 from krd_jax.train import student as student_lib  # noqa: E402
 from krd_jax.train import teacher as teacher_lib  # noqa: E402
 
-RECIPES = {"digits": "digits_lt", "cifar10_lt": "cifar10_lt:offline"}
+RECIPES = {"digits": "digits_lt", "cifar10_lt": "cifar10_lt:offline",
+           "cifar10_random": "cifar10_lt"}
+
+
+def random_cifar10_lt(seed: int = 0):
+  """Random uint8 32x32x3 images with CIFAR-10-LT's counts (IF 100, 12,406 training
+  images) and a balanced 10,000-image test set."""
+  from krd_jax.data import from_arrays, long_tail_counts
+  rng = np.random.default_rng(seed)
+  counts = long_tail_counts(5000, 10, 100.0)
+  train_y = np.repeat(np.arange(10), counts).astype(np.int32)
+  test_y = np.repeat(np.arange(10), 1000).astype(np.int32)
+  image = lambda n: rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+  return from_arrays("cifar10_random", image(len(train_y)), train_y, image(len(test_y)),
+                     test_y, num_classes=10)
 
 
 def load_config(recipe: str, workdir: str) -> ml_collections.ConfigDict:
@@ -165,7 +183,7 @@ def main() -> None:
       cfg.eval_every_epochs = min(cfg.eval_every_epochs, args.e2e_epochs)
       cfg.checkpoint_every_epochs = min(cfg.checkpoint_every_epochs, args.e2e_epochs)
     cfg = cfg.lock()
-    ds = runs.load_data(cfg)
+    ds = random_cifar10_lt() if args.recipe == "cifar10_random" else runs.load_data(cfg)
     mesh = runs.make_mesh(cfg)
     teacher = random_teacher(cfg, ds)
     cfgs = [with_seed(cfg, s) for s in range(args.seeds)]

@@ -96,8 +96,10 @@ def time_jax(step, state, data, n: int, key):
 
 
 # PyTorch as a performance-minded researcher would run it: eager, NHWC memory layout,
-# torch.compile (default mode) of both networks, and both together.
+# torch.compile (default mode) of both networks, and both together. Also selectable:
+# torch.compile's "max-autotune" mode (minutes of autotuning on a GPU; not a default).
 TORCH_VARIANTS = ("eager", "channels_last", "compile", "compile+channels_last")
+EXTRA_TORCH_VARIANTS = ("max_autotune", "max_autotune+channels_last")
 
 
 def torch_setup(teacher_name, student_name, batch, dtype, device, variant="eager"):
@@ -110,8 +112,9 @@ def torch_setup(teacher_name, student_name, batch, dtype, device, variant="eager
   opt = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
   layout = torch.channels_last if "channels_last" in variant else torch.contiguous_format
   teacher, student = teacher.to(memory_format=layout), student.to(memory_format=layout)
-  if "compile" in variant:
-    teacher, student = torch.compile(teacher), torch.compile(student)
+  if "compile" in variant or "max_autotune" in variant:
+    mode = "max-autotune" if "max_autotune" in variant else "default"
+    teacher, student = torch.compile(teacher, mode=mode), torch.compile(student, mode=mode)
   g = torch.Generator().manual_seed(0)
   images = torch.randint(0, 256, (batch, 3, 32, 32), generator=g, dtype=torch.uint8).to(device)
   labels = torch.randint(0, NUM_CLASSES, (batch,), generator=g).to(device)
@@ -154,7 +157,8 @@ def torch_setup(teacher_name, student_name, batch, dtype, device, variant="eager
 
 def _spread(times):
   """[min, first quartile, third quartile, max] of step times, in ms."""
-  q1, _, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
+  q1, _, q3 = (statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1
+                else (times[0],) * 3)
   return [round(1e3 * v, 1) for v in (min(times), q1, q3, max(times))]
 
 
@@ -183,9 +187,14 @@ def main():
   parser.add_argument("--rounds", type=int, default=4, help="alternating timed blocks")
   parser.add_argument("--no-torch", action="store_true")
   parser.add_argument("--torch-variants", default=",".join(TORCH_VARIANTS),
-                      help=f"comma-separated, from {', '.join(TORCH_VARIANTS)}")
+                      help="comma-separated, from "
+                      f"{', '.join(TORCH_VARIANTS + EXTRA_TORCH_VARIANTS)}")
   parser.add_argument("--json", default="", help="append results as JSON lines here")
   args = parser.parse_args()
+  unknown = {v for v in args.torch_variants.split(",") if v} - set(
+      TORCH_VARIANTS + EXTRA_TORCH_VARIANTS)
+  if unknown:
+    parser.error(f"unknown --torch-variants {sorted(unknown)}")
 
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   device = jax.devices()[0]

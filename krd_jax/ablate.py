@@ -524,16 +524,18 @@ def plot_balanced(summary: list[dict], keys: Sequence[str], path: str) -> str:
 
 
 def plot_per_class_means(runs_: list[Run], outcomes: list[tuple[str, dict | None]],
-                         train_counts: np.ndarray, path: str) -> str:
+                         teachers: dict[str, dict], train_counts: np.ndarray,
+                         path: str) -> str:
   """per_class.png of a one-cell sweep: each method's seed-mean test accuracy per class
-  (diverged runs left out) and each teacher's, against the class's training count."""
+  (diverged runs left out) and each teacher's (`teachers`: _teacher_rows), against the
+  class's training count."""
   from krd_jax.train import metrics as metrics_lib
   per_method: dict[str, list] = {}
   for run, (status, final) in zip(runs_, outcomes):
     if status != "diverged" and final:
       per_method.setdefault(run.method, []).append(final["test"]["per_class"])
   lines = {f"teacher {name}": test["per_class"]
-           for name, test in _teacher_rows(runs_).items()}
+           for name, test in teachers.items()}
   lines.update({f"{methods.display_name(m)} ({len(v)} seed{'s' * (len(v) > 1)})":
                 np.mean(v, axis=0) for m, v in per_method.items()})
   return metrics_lib.plot_per_class(lines, train_counts, path,
@@ -621,7 +623,8 @@ def run_sweep(base: ml_collections.ConfigDict, grid: Grid | str, methods: Sequen
 
   rows = result_rows(all_runs, outcomes, keys)
   summary = aggregate(rows, keys)
-  table = summary_markdown(summary, keys, grid, seeds, _teacher_rows(all_runs))
+  teachers = _teacher_rows(all_runs)
+  table = summary_markdown(summary, keys, grid, seeds, teachers)
   files = {"results.csv": os.path.join(out, "results.csv"),
            "summary.csv": os.path.join(out, "summary.csv"),
            "summary.md": os.path.join(out, "summary.md")}
@@ -634,7 +637,7 @@ def run_sweep(base: ml_collections.ConfigDict, grid: Grid | str, methods: Sequen
         summary, keys, os.path.join(out, f"balanced_vs_{keys[0].replace('.', '_')}.png"))
   else:  # one cell: each method's per-class accuracy against its class's training count
     files["per_class_plot"] = plot_per_class_means(
-        all_runs, outcomes, res.data(all_runs[0].cfg).train_counts,
+        all_runs, outcomes, teachers, res.data(all_runs[0].cfg).train_counts,
         os.path.join(out, "per_class.png"))
   return {"rows": rows, "summary": summary, "table": table, "files": files,
           "trained": sum(s == "trained" for s, _ in outcomes),

@@ -36,6 +36,8 @@ import os
 import re
 import sys
 
+from krd_jax.tf_env import quiet_tensorflow
+
 COMMANDS = ("demo", "teacher", "student", "evaluate", "show")
 EXIT_BAD_INPUT = 2
 EXIT_NONFINITE = 3
@@ -237,7 +239,7 @@ def _parse_or_exit(argv: list[str]):
 def cli(argv: list[str]) -> int:
   """The whole command line in this process; returns the exit status instead of exiting
   (what `main` does, for tests and notebooks)."""
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  quiet_tensorflow()
   try:
     command, cfg = _parse_or_exit(argv)
   except SystemExit as done:
@@ -249,7 +251,7 @@ def main() -> None:
   """The console script: absl's `app.run` with our parser and exit statuses."""
   import logging  # pylint: disable=g-import-not-at-top
   from absl import app  # pylint: disable=g-import-not-at-top
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  quiet_tensorflow()
 
   def run_parsed(parsed) -> None:
     # One format for our warnings and the libraries' (force: app.run installed absl's

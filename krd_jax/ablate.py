@@ -683,7 +683,8 @@ def _main(argv: list[str]) -> None:
 
 
 def main() -> None:
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  from krd_jax.tf_env import quiet_tensorflow
+  quiet_tensorflow()
   from absl import app
   from absl import flags
   from ml_collections import config_flags

@@ -56,19 +56,31 @@ def test_and_val(eval_fn: Callable[[str], dict], ds) -> tuple[dict, dict | None]
   return eval_fn("test"), eval_fn("val") if has_val(ds) else None
 
 
+def post_hoc_step(model, preprocess: Callable, ds, mesh: Mesh,
+                  taus: tuple[float, ...] = POST_HOC_TAUS) -> Callable:
+  """The jitted evaluation step `post_hoc_adjusted` runs: build it once to adjust many
+  models of one architecture (seeds trained together) with one compilation."""
+  return steps_lib.jit_eval_step(steps_lib.make_post_hoc_eval_step(
+      model, preprocess, ds.num_classes, priors.log_prior(ds.train_counts), taus), mesh)
+
+
 def post_hoc_adjusted(model, variables: Any, preprocess: Callable, ds, mesh: Mesh,
-                      taus: tuple[float, ...] = POST_HOC_TAUS) -> dict:
+                      taus: tuple[float, ...] = POST_HOC_TAUS,
+                      step: Callable | None = None) -> dict:
   """Post-hoc logit adjustment of a trained model: argmax(z - tau log pi), tau chosen by
   balanced accuracy on the balanced validation split (never the test set).
 
   Without a validation split tau is 1, the Bayes-optimal correction for a calibrated
   model; `chosen_on` says which.
 
+  Args:
+    step: `post_hoc_step(model, preprocess, ds, mesh, taus)`, when the caller built it
+      already; by default it is built (and compiled) here.
+
   Returns:
     {"tau", "chosen_on": "val" | "none (tau = 1)", "test": summary, "val": summary or None}.
   """
-  step = steps_lib.jit_eval_step(steps_lib.make_post_hoc_eval_step(
-      model, preprocess, ds.num_classes, priors.log_prior(ds.train_counts), taus), mesh)
+  step = step or post_hoc_step(model, preprocess, ds, mesh, taus)
 
   def per_tau(split: str) -> list[dict]:
     correct, total = split_sums(step, variables, ds, split, mesh)

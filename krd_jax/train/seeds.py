@@ -230,13 +230,11 @@ def train_students_parallel(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh:
   # Each seed's post-hoc logit adjustment, as a solo run records it (the bar includes
   # the best plain student, adjusted).
   preprocess = steps_lib.dataset_preprocess(cfgs[0], ds)
+  post_hoc_step = evaluation.post_hoc_step(first.model, preprocess, ds, mesh)  # one compile
   variables = state.model_variables()
   for i, (run_dir, setup, test, val) in enumerate(zip(run_dirs, setups, tests, vals)):
     post_hoc = evaluation.post_hoc_adjusted(first.model, unstack(variables, i), preprocess,
-                                            ds, mesh)
-    run_dir_lib.write_json_atomic(
-        os.path.join(run_dir, "final.json"),
-        {"method": scfg.method, "model": scfg.model, "test": test, "val": val,
-         "post_hoc": post_hoc, "fitted": student_lib.scalar_constants(setup.constants),
-         "trained_in": os.path.abspath(group_dir)})
+                                            ds, mesh, step=post_hoc_step)
+    student_lib.write_final(run_dir, scfg, test, val, post_hoc, setup.constants,
+                            trained_in=os.path.abspath(group_dir))
   return tests

@@ -183,11 +183,18 @@ def train_student(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
   post_hoc = evaluation.post_hoc_adjusted(
       setup.model, state.model_variables(), steps_lib.dataset_preprocess(cfg, ds), ds, mesh)
   hooks.reached("student_final")
-  run_dir_lib.write_json_atomic(os.path.join(run_dir, "final.json"),
-                                {"method": scfg.method, "model": scfg.model, "test": test,
-                                 "val": val, "post_hoc": post_hoc,
-                                 "fitted": scalar_constants(setup.constants)})
+  write_final(run_dir, scfg, test, val, post_hoc, setup.constants)
   return test
+
+
+def write_final(run_dir: str, scfg, test: dict, val: dict | None, post_hoc: dict,
+                constants: dict, **extra: Any) -> None:
+  """A finished student's final.json, as solo runs and seeds trained together write it:
+  its method and model, test / val summaries, post-hoc adjustment, fitted constants."""
+  run_dir_lib.write_json_atomic(
+      os.path.join(run_dir, "final.json"),
+      {"method": scfg.method, "model": scfg.model, "test": test, "val": val,
+       "post_hoc": post_hoc, "fitted": scalar_constants(constants), **extra})
 
 
 def _evaluate_checkpoint(cfg, state: TrainState, run_dir: str, eval_fn: Callable,

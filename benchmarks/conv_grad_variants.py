@@ -1,27 +1,30 @@
 """Which CPU kernel gradient makes the distillation step fastest: a same-process A/B.
 
-On CPU `krd_jax.models.layers` computes each convolution's kernel gradient with
-matrix products (`_kernel_grad_by_dots`) instead of XLA's transposed convolution. This
-benchmark builds the KD step of benchmarks/step_throughput.py once per variant of that
-gradient and times them in alternating blocks in one process (medians of per-step
-times after warm-up; load average before and after):
+Builds the KD step of benchmarks/step_throughput.py (compiled, like every krd_jax step
+on CPU, with `steps.CPU_COMPILER_OPTIONS`) once per way of computing each convolution's
+kernel gradient and times them in alternating blocks in one process (medians of
+per-step times after warm-up; load average before and after):
 
-  library       the k*k windows concatenated, then one product (layers' own)
-  taps          one product per kernel tap, no concatenation (tried 2026-12-01: faster
-                per layer, equal per step; not adopted)
-  xla           XLA's own kernel gradient (what GPUs and TPUs run)
+  library       XLA's own kernel gradient, what `krd_jax.models.layers` uses (since
+                2026-12-01, with convolutions on XLA's own CPU emitter)
+  patches       the k*k shifted windows of the input concatenated, then one matrix
+                product: the layer's CPU gradient until 2026-12-01 (faster while XLA:CPU
+                ran convolutions through YNNPACK; 0.78-0.97x of XLA's own since)
+  taps          one product per kernel tap, no concatenation (tried 2026-12-01: equal
+                to `patches` on the step; not adopted)
 
 Speeds are printed relative to `library`.
 
   python benchmarks/conv_grad_variants.py                      # both CIFAR pairs
   python benchmarks/conv_grad_variants.py --pairs resnet32:resnet8:128 --rounds 6
 
-Expected runtime: about 5 minutes on 2 CPU cores (compilation included).
+Expected runtime: about 6 minutes on 2 CPU cores (compilation included).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -36,32 +39,67 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from krd_jax.models import layers  # noqa: E402
 import step_throughput  # noqa: E402
 
-LIBRARY = layers._kernel_grad_by_dots  # pylint: disable=protected-access
+LIBRARY_CONV = layers._conv  # pylint: disable=protected-access
+
+
+def _windows(x, dy, kernel_size, strides, pad):
+  """The k*k strided windows of the padded input that meet dy, each [B*Ho*Wo, Cin]."""
+  b, _, _, c = x.shape
+  ho, wo = dy.shape[1], dy.shape[2]
+  if pad:
+    x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  return [jax.lax.slice(x, (0, i, j, 0), (b, i + (ho - 1) * strides + 1,
+                                           j + (wo - 1) * strides + 1, c),
+                        (1, strides, strides, 1)).reshape(b * ho * wo, c)
+          for i in range(kernel_size) for j in range(kernel_size)]
+
+
+def patches(x, dy, kernel_size, strides, pad):
+  """dy^T [Cout, B*H*W] @ patches [B*H*W, k*k*Cin], reshaped to HWIO."""
+  cin, cout = x.shape[-1], dy.shape[-1]
+  windows = _windows(x, dy, kernel_size, strides, pad)
+  stacked = windows[0] if len(windows) == 1 else jnp.concatenate(windows, axis=1)
+  grad = jnp.dot(dy.reshape(-1, cout).T, stacked, preferred_element_type=jnp.float32)
+  return grad.reshape(cout, kernel_size, kernel_size, cin).transpose(1, 2, 3, 0)
 
 
 def taps(x, dy, kernel_size, strides, pad):
   """One [Cin, B*Ho*Wo] @ [B*Ho*Wo, Cout] product per kernel tap, stacked."""
-  b, _, _, c = x.shape
-  ho, wo, cout = dy.shape[1:]
-  if pad:
-    x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-  dy_flat = dy.reshape(b * ho * wo, cout)
-  grads = [jnp.dot(jax.lax.slice(x, (0, i, j, 0), (b, i + (ho - 1) * strides + 1,
-                                                  j + (wo - 1) * strides + 1, c),
-                                 (1, strides, strides, 1)).reshape(b * ho * wo, c).T,
-                   dy_flat, preferred_element_type=jnp.float32)
-           for i in range(kernel_size) for j in range(kernel_size)]
-  return jnp.stack(grads).reshape(kernel_size, kernel_size, c, cout).astype(dy.dtype)
+  cin, cout = x.shape[-1], dy.shape[-1]
+  dy_flat = dy.reshape(-1, cout)
+  grads = [jnp.dot(w.T, dy_flat, preferred_element_type=jnp.float32)
+           for w in _windows(x, dy, kernel_size, strides, pad)]
+  return jnp.stack(grads).reshape(kernel_size, kernel_size, cin, cout)
 
 
-def xla(x, dy, kernel_size, strides, pad):
-  """XLA's transposed convolution, as the default (non-CPU) branch runs it."""
-  kernel = jnp.zeros((kernel_size, kernel_size, x.shape[-1], dy.shape[-1]), dy.dtype)
-  _, vjp = jax.vjp(lambda k: layers._conv(x, k, strides, pad, 1), kernel)  # pylint: disable=protected-access
-  return vjp(dy)[0]
+def conv_with_kernel_grad(kernel_grad):
+  """`layers._conv` whose ungrouped kernel gradient is `kernel_grad(x, dy, k, s, pad)`
+  (the input gradient stays XLA's own)."""
+  @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+  def conv(x, kernel, strides, pad):
+    return LIBRARY_CONV(x, kernel, strides, pad, 1)
+
+  def fwd(x, kernel, strides, pad):
+    return conv(x, kernel, strides, pad), (x, kernel)
+
+  def bwd(strides, pad, residuals, dy):
+    x, kernel = residuals
+    dx = jax.vjp(lambda x: LIBRARY_CONV(x, kernel, strides, pad, 1), x)[1](dy)[0]
+    dk = kernel_grad(x, dy, kernel.shape[0], strides, pad).astype(kernel.dtype)
+    return dx, dk
+
+  conv.defvjp(fwd, bwd)
+
+  def call(x, kernel, strides, pad, groups):
+    if groups != 1:
+      return LIBRARY_CONV(x, kernel, strides, pad, groups)
+    return conv(x, kernel, strides, pad)
+
+  return call
 
 
-VARIANTS = {"library": LIBRARY, "taps": taps, "xla": xla}
+VARIANTS = {"library": LIBRARY_CONV, "patches": conv_with_kernel_grad(patches),
+            "taps": conv_with_kernel_grad(taps)}
 
 
 def main():
@@ -79,11 +117,11 @@ def main():
     batch = int(batch)
     built = {}
     for name, fn in VARIANTS.items():
-      layers._kernel_grad_by_dots = fn  # pylint: disable=protected-access
+      layers._conv = fn  # pylint: disable=protected-access
       step, state, data = step_throughput.jax_step(teacher, student, batch, jnp.float32, "kd")
       state, _ = step_throughput.time_jax(step, state, data, 2, key)  # traces with `fn`
       built[name] = [step, state, data]
-    layers._kernel_grad_by_dots = LIBRARY  # pylint: disable=protected-access
+    layers._conv = LIBRARY_CONV  # pylint: disable=protected-access
     times = {name: [] for name in VARIANTS}
     for _ in range(args.rounds):
       for name, (step, state, data) in built.items():

@@ -8,10 +8,12 @@
 #   echo /.whl/ >> .git/info/exclude
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl \
 #       ml_collections==1.1.0 flax==0.12.8 optax==0.2.8 chex==0.1.92 orbax-checkpoint==0.12.8
-#   device run: bash benchmarks/gpu_throughput.sh       (at most 9 minutes on one H200)
+#   device run: bash benchmarks/gpu_throughput.sh       (at most 9.5 minutes on one H200)
 # Results land in $OUT: device.txt, step_*.log, step_throughput.jsonl, parallel_seeds.jsonl.
 # Not covered here (no TensorFlow there): the tf.data input side, which
-# benchmarks/data_throughput.py measures on a host with TensorFlow.
+# benchmarks/input_cores.py (images/s per host core) and data_throughput.py measure on a
+# host with TensorFlow; step 5's ResNet-50 -> ResNet-18 img/s over input_cores' rate per
+# core is the number of host cores this GPU needs.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3 XLA_PYTHON_CLIENT_PREALLOCATE=false
 OUT=${OUT:-/tmp/gpu_out}
@@ -39,7 +41,12 @@ for n in 2 4 8; do
   timeout 35 python3 benchmarks/parallel_seeds.py --recipe cifar10_random --seeds $n \
       --skip-e2e --blocks 4 --steps 10 --out "$OUT/parallel_seeds.jsonl" 2>&1 | quiet | head -1
 done
-# 5. torch.compile max-autotune on the large pair, float32, if the budget allows.
-timeout 50 $ST --steps 20 --rounds 2 --pairs resnet32x4:resnet8x4:64 \
+# 5. The ImageNet pair's appetite for the input side: krd_jax ResNet-50 -> ResNet-18 at
+#    224 pixels (no PyTorch mirror of these nets); host cores needed = this img/s over
+#    benchmarks/input_cores.py's img/s per core.                             ~60 s
+timeout 70 $ST --steps 10 --rounds 2 --no-torch --image-size 224 \
+    --pairs resnet50:resnet18:128,resnet50:resnet18:256 2>&1 | quiet | tee "$OUT/step_imagenet.log"
+# 6. torch.compile max-autotune on the large pair, float32, if the budget allows.
+[ "$SECONDS" -lt 500 ] && timeout 50 $ST --steps 20 --rounds 2 --pairs resnet32x4:resnet8x4:64 \
     --torch-variants compile+channels_last,max_autotune+channels_last 2>&1 | quiet | tee "$OUT/step_max_autotune.log"
 echo "total ${SECONDS} s" | tee -a "$OUT/device.txt"

@@ -45,12 +45,13 @@ NUM_CLASSES = 100
 MEAN, STD = np.full(3, 0.5, np.float32), np.full(3, 0.25, np.float32)
 
 
-def jax_step(teacher_name: str, student_name: str, batch: int, dtype, method: str):
+def jax_step(teacher_name: str, student_name: str, batch: int, dtype, method: str,
+             image_size: int = 32):
   """A jitted krd_jax distillation step and its initial state and batch."""
   mesh = sharding.make_mesh(1)
   teacher = models.create_model(teacher_name, NUM_CLASSES, dtype=dtype)
   student = models.create_model(student_name, NUM_CLASSES, dtype=dtype)
-  x = jnp.zeros((1, 32, 32, 3))
+  x = jnp.zeros((1, image_size, image_size, 3))
   t_vars = teacher.init(jax.random.PRNGKey(0), x)
   s_vars = student.init(jax.random.PRNGKey(1), x)
   counts = np.asarray(priors_counts())
@@ -74,7 +75,7 @@ def jax_step(teacher_name: str, student_name: str, batch: int, dtype, method: st
       student, teacher, projector, objective, tx, preprocess, 0), mesh)
   rng = np.random.default_rng(0)
   data = sharding.shard_batch({
-      "image": rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8),
+      "image": rng.integers(0, 256, (batch, image_size, image_size, 3), dtype=np.uint8),
       "label": rng.integers(0, NUM_CLASSES, batch).astype(np.int32)}, mesh)
   state = sharding.replicate(state, mesh)
   return step, state, data
@@ -166,6 +167,24 @@ def _fmt(spread):
   return "[" + ", ".join(f"{v:.0f}" for v in spread) + "]"
 
 
+def host_description() -> str:
+  """The CPU model and its vector / matrix extensions, e.g. "Intel(R) Xeon(R) Processor
+  (2 cores; avx2, avx512f, avx512_bf16, amx_tile)": ratios differ across these."""
+  model, flags = platform.processor() or platform.machine(), set()
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+          model = value.strip()
+        elif key.strip() == "flags":
+          flags = set(value.split())
+  except OSError:  # not Linux
+    pass
+  isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
+  return f"{model} ({os.cpu_count()} cores{'; ' + ', '.join(isa) if isa else ''})"
+
+
 def matmul_ceiling(dtype, n=2048, reps=5) -> float:
   a = jnp.ones((n, n), dtype)
   f = jax.jit(lambda a, b: a @ b)
@@ -186,6 +205,9 @@ def main():
   parser.add_argument("--warmup", type=int, default=3)
   parser.add_argument("--rounds", type=int, default=4, help="alternating timed blocks")
   parser.add_argument("--no-torch", action="store_true")
+  parser.add_argument("--image-size", type=int, default=32,
+                      help="input side; PyTorch's mirror has only the CIFAR nets, so a "
+                      "size other than 32 (e.g. 224 for resnet50:resnet18) needs --no-torch")
   parser.add_argument("--torch-variants", default=",".join(TORCH_VARIANTS),
                       help="comma-separated, from "
                       f"{', '.join(TORCH_VARIANTS + EXTRA_TORCH_VARIANTS)}")
@@ -195,6 +217,9 @@ def main():
       TORCH_VARIANTS + EXTRA_TORCH_VARIANTS)
   if unknown:
     parser.error(f"unknown --torch-variants {sorted(unknown)}")
+  if args.image_size != 32 and not args.no_torch:
+    parser.error("--image-size other than 32 needs --no-torch (benchmarks/torch_reference.py "
+                 "mirrors only the CIFAR networks)")
 
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   device = jax.devices()[0]
@@ -202,8 +227,8 @@ def main():
   dtype = jnp.dtype(args.dtype)
   ceiling = matmul_ceiling(jnp.float32)
   ceiling_bf16 = matmul_ceiling(jnp.bfloat16)
-  print(f"device: {device.device_kind} ({device.platform}), jax {jax.__version__}, "
-        f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
+  host = host_description()
+  print(f"device: {device.device_kind} ({device.platform}), jax {jax.__version__}, host {host}")
   print(f"matmul ceiling 2048^3: float32 {ceiling:.2f} TFLOP/s, bfloat16 {ceiling_bf16:.2f}")
   print("load average (1, 5, 15 min): %.2f %.2f %.2f" % os.getloadavg(), flush=True)
   results = []
@@ -212,16 +237,19 @@ def main():
     teacher_name, student_name, batch = pair.split(":")
     batch = int(batch)
     row = {"teacher": teacher_name, "student": student_name, "batch": batch,
-           "dtype": args.dtype, "device": device.device_kind}
-    kd_step, kd_state, data = jax_step(teacher_name, student_name, batch, dtype, "kd")
-    krd_step, krd_state, _ = jax_step(teacher_name, student_name, batch, dtype, "krd")
+           "dtype": args.dtype, "device": device.device_kind, "image_size": args.image_size,
+           "host": host}
+    kd_step, kd_state, data = jax_step(teacher_name, student_name, batch, dtype, "kd",
+                                       args.image_size)
+    krd_step, krd_state, _ = jax_step(teacher_name, student_name, batch, dtype, "krd",
+                                      args.image_size)
     key = jax.random.PRNGKey(0)
     xla = kd_step.lower(kd_state, data, key).compile().cost_analysis()
     xla = (xla[0] if isinstance(xla, list) else xla).get("flops", float("nan"))
     # Counted from the architecture: XLA's count misses cuDNN's convolutions on GPU.
     flops = batch * model_flops.distillation_step_flops(
         models.create_model(teacher_name, NUM_CLASSES), models.create_model(student_name, NUM_CLASSES),
-        (32, 32, 3))
+        (args.image_size, args.image_size, 3))
     kd_state, _ = time_jax(kd_step, kd_state, data, args.warmup, key)
     krd_state, _ = time_jax(krd_step, krd_state, data, args.warmup, key)
     variants = [] if args.no_torch else [v for v in args.torch_variants.split(",") if v]

@@ -554,17 +554,23 @@ def _conv_grads_float64(x, kernel, dy, stride, pad):
 @pytest.mark.parametrize("k, stride, cin, cout", [(3, 1, 3, 4), (3, 2, 4, 5), (1, 1, 4, 6),
                                                   (1, 2, 5, 3)])
 def test_convolution_gradients_match_direct_sums(k, stride, cin, cout):
-  """The CPU kernel gradient (one product per tap) and XLA's input gradient against
-  float64 sums, on an odd-sized map so the strided windows meet the far edge."""
+  """The layers' convolution gradients, compiled as the library's CPU steps are
+  (steps.CPU_COMPILER_OPTIONS), against float64 sums, on an odd-sized map so the
+  strided windows meet the far edge."""
+  from krd_jax.train import steps as steps_lib
   rng = np.random.default_rng(k * 10 + stride)
   x, kernel = rng.normal(size=(2, 7, 7, cin)), rng.normal(size=(k, k, cin, cout))
   pad = k // 2
   ho = (7 + 2 * pad - k) // stride + 1
   dy = rng.normal(size=(2, ho, ho, cout))
-  y, vjp = jax.vjp(lambda a, b: layers._conv_cpu_grad(a, b, stride, pad),
-                   jnp.float32(x), jnp.float32(kernel))
-  assert y.shape == dy.shape
-  dx, dk = vjp(jnp.float32(dy))
+
+  @functools.partial(jax.jit, compiler_options=steps_lib.CPU_COMPILER_OPTIONS)
+  def grads(a, b, g):
+    y, vjp = jax.vjp(lambda a, b: layers._conv(a, b, stride, pad, 1), a, b)  # pylint: disable=protected-access
+    assert y.shape == g.shape
+    return vjp(g)
+
+  dx, dk = grads(jnp.float32(x), jnp.float32(kernel), jnp.float32(dy))
   dx_ref, dk_ref = _conv_grads_float64(x, kernel, dy, stride, pad)
   np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(dk, dk_ref, rtol=1e-5, atol=1e-4)

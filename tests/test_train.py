@@ -284,3 +284,21 @@ def test_post_hoc_logit_adjustment_chooses_tau_on_val_only():
   assert plain["tau"] == 1.0 and plain["chosen_on"] == "none (tau = 1)"
   np.testing.assert_allclose(plain["test"]["balanced"],
                              100 * balanced(ds.test_images, ds.test_labels, 1.0), rtol=1e-6)
+
+
+def test_cpu_steps_compile_with_the_library_xla_options():
+  """On CPU the jitted steps leave convolutions to XLA's own emitter (faster here than
+  YNNPACK, RESULTS.md); elsewhere XLA's defaults. Checked in the compiled HLO: without the
+  options this convolution (nothing else in the program) is a YNNPACK fusion."""
+  from krd_jax.models import layers
+  mesh = sharding.make_mesh(1)
+  assert steps_lib.compiler_options(mesh) == steps_lib.CPU_COMPILER_OPTIONS
+
+  def step(kernel, x):
+    return layers._conv(x, kernel, 1, 1, 1)  # pylint: disable=protected-access
+
+  args = (jnp.ones((3, 3, 32, 32)), jnp.ones((2, 8, 8, 32)))
+  library = steps_lib.jit_eval_step(step, mesh).lower(*args).compile().as_text()
+  xla = jax.jit(step).lower(*args).compile().as_text()
+  assert "__ynn_fusion" in xla and "__ynn_fusion" not in library
+  assert "convolution(" in library

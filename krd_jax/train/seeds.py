@@ -110,14 +110,16 @@ def jit_seed_step(step: Callable, mesh: Mesh, donate: bool = True) -> Callable:
   return jax.jit(vmapped,
                  in_shardings=(replicated, sharding.batch_sharding(mesh, 1), replicated),
                  out_shardings=(replicated, replicated),
-                 donate_argnums=(0,) if donate else ())
+                 donate_argnums=(0,) if donate else (),
+                 compiler_options=steps_lib.compiler_options(mesh))
 
 
 def jit_seed_eval_step(eval_step: Callable, mesh: Mesh) -> Callable:
   """Evaluation of every seed's variables on one (unstacked) batch: sums [S, C]."""
   vmapped = jax.vmap(eval_step, in_axes=(SEED_AXIS, None))
   return jax.jit(vmapped, in_shardings=(sharding.replicated(mesh), sharding.data_sharding(mesh)),
-                 out_shardings=sharding.replicated(mesh))
+                 out_shardings=sharding.replicated(mesh),
+                 compiler_options=steps_lib.compiler_options(mesh))
 
 
 def seed_setups(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh: Mesh,

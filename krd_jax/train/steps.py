@@ -221,16 +221,34 @@ def make_feature_sum_step(model: nn.Module, preprocess: Callable, num_classes: i
   return feature_sum_step
 
 
+# XLA:CPU (jax 0.10.2) hands convolutions to YNNPACK by default; its own emitter runs this
+# library's convolutions faster, 1.08-1.16x on the resnet32 -> resnet8 KD step and
+# 1.23-1.38x on resnet32x4 -> resnet8x4 (two same-process A/Bs, 2-core Xeon with AVX-512:
+# benchmarks/xla_cpu_options.py, RESULTS.md). Dots and reductions stay with YNNPACK.
+CPU_COMPILER_OPTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type":
+        "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE",
+}
+
+
+def compiler_options(mesh: Mesh) -> dict[str, Any] | None:
+  """XLA options every jitted step on `mesh` compiles with: CPU_COMPILER_OPTIONS on CPU
+  meshes, XLA's defaults elsewhere."""
+  return CPU_COMPILER_OPTIONS if mesh.devices.flat[0].platform == "cpu" else None
+
+
 def jit_train_step(step: Callable, mesh: Mesh, donate: bool = True) -> Callable:
   """jit with the state replicated, the batch sharded over `data`, the rng replicated."""
   replicated = sharding.replicated(mesh)
   data = sharding.data_sharding(mesh)
   return jax.jit(step, in_shardings=(replicated, data, replicated),
                  out_shardings=(replicated, replicated),
-                 donate_argnums=(0,) if donate else ())
+                 donate_argnums=(0,) if donate else (),
+                 compiler_options=compiler_options(mesh))
 
 
 def jit_eval_step(step: Callable, mesh: Mesh) -> Callable:
   """jit for eval/feature steps: variables replicated, batch sharded, sums replicated."""
   return jax.jit(step, in_shardings=(sharding.replicated(mesh), sharding.data_sharding(mesh)),
-                 out_shardings=sharding.replicated(mesh))
+                 out_shardings=sharding.replicated(mesh),
+                 compiler_options=compiler_options(mesh))

@@ -58,8 +58,8 @@ class Conv(nn.Module):
   The same parameter (`kernel`, [k, k, Cin / groups, Cout]), initialisation and
   computation as `nn.Conv(..., use_bias=False, padding=((p, p), (p, p)))`. Gradients
   are XLA's own on every backend: on CPU, compiled with the library's options (XLA's
-  own convolution emitter, `train.steps.CPU_COMPILER_OPTIONS`), its kernel gradient is
-  1.2x faster on the whole step than the patch-matrix product this layer used to
+  own convolution emitter, `train.steps.CPU_COMPILER_OPTIONS`), its kernel gradient made
+  the whole step 1.03-1.28x faster than the patch-matrix product this layer used to
   compute instead (benchmarks/conv_grad_variants.py, RESULTS.md).
   """
   features: int

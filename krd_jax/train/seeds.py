@@ -116,10 +116,7 @@ def jit_seed_step(step: Callable, mesh: Mesh, donate: bool = True) -> Callable:
 
 def jit_seed_eval_step(eval_step: Callable, mesh: Mesh) -> Callable:
   """Evaluation of every seed's variables on one (unstacked) batch: sums [S, C]."""
-  vmapped = jax.vmap(eval_step, in_axes=(SEED_AXIS, None))
-  return jax.jit(vmapped, in_shardings=(sharding.replicated(mesh), sharding.data_sharding(mesh)),
-                 out_shardings=sharding.replicated(mesh),
-                 compiler_options=steps_lib.compiler_options(mesh))
+  return steps_lib.jit_eval_step(jax.vmap(eval_step, in_axes=(SEED_AXIS, None)), mesh)
 
 
 def seed_setups(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh: Mesh,

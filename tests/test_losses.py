@@ -171,6 +171,10 @@ def make_inputs(seed, batch, num_classes, dim, scale=3.0):
       mask=rng.random(batch) < 0.7,
   )
   arrays["mask"][0] = True
+  # The student's features and the linear projector a method owns (KRDistill's g).
+  arrays.update(f=f32(rng.normal(size=(batch, dim + 1))),
+                kernel=f32(rng.normal(size=(dim + 1, big_d)) / np.sqrt(dim + 1)),
+                bias=f32(0.1 * rng.normal(size=big_d)))
   return arrays, long_tail_counts(num_classes)
 
 
@@ -670,7 +674,8 @@ STUDENT_CASES = {
                                        2.0))})),
     "krd": ("krd", _krd_hparams, lambda a, n: (np.mean(np_ce(a["s"], a["y"])), {
         "rrd": 2.0 * ref_balanced_mean(
-            ref_rrd(a["g"], a["h"], a["y"], a["anchors"], a["center"], 0.3),
+            ref_rrd(a["f"] @ a["kernel"] + a["bias"], a["h"], a["y"], a["anchors"],
+                    a["center"], 0.3),
             a["y"], 1 / np_prior(n)),
         "lrd": 0.5 * ref_balanced_mean(
             ref_kd(a["s"], ref_rectify(a["t"], a["y"], n, 1.0, True), 4.0),
@@ -696,7 +701,8 @@ STUDENT_CASES = {
 
 def _outputs(arrays):
   return methods.StudentOutputs(
-      student_logits=arrays["s"], projected_features=arrays["g"],
+      student_logits=arrays["s"], student_features=arrays["f"],
+      params={"kernel": arrays["kernel"], "bias": arrays["bias"]},
       teacher_logits=arrays["t"], teacher_features=arrays["h"],
       labels=arrays["y"])
 
@@ -708,7 +714,13 @@ def test_student_objectives(name):
   objective = methods.objective(method, counts, **hparams_fn(arrays))
   ref_ce, ref_terms = ref_fn(f64(arrays), counts)
   assert objective.needs_teacher == bool(ref_terms)
-  assert objective.needs_projector == ("rrd" in ref_terms)
+  # Only KRDistill with RRD trains something of its own: a projector to the anchors.
+  if "rrd" in ref_terms:
+    made = objective.init_params(jax.random.PRNGKey(0), arrays["f"].shape[1], None)
+    assert jax.tree.map(np.shape, made) == {"kernel": arrays["kernel"].shape,
+                                            "bias": arrays["bias"].shape}
+  else:
+    assert objective.init_params is None
 
   outputs, scale = _outputs(arrays), 0.25
   loss, metrics = jax.jit(objective.fn)(outputs, scale)
@@ -720,11 +732,12 @@ def test_student_objectives(name):
   assert all(m.shape == () and m.dtype == jnp.float32
              for m in metrics.values())
 
-  huge = _outputs(_scaled(arrays, 1e4))
+  huge = _outputs(dict(_scaled(arrays, 1e4), f=arrays["f"] * 1e4))
   grads = jax.grad(
-      lambda s, g: objective.fn(
-          huge.replace(student_logits=s, projected_features=g), 1.0)[0],
-      argnums=(0, 1))(huge.student_logits, huge.projected_features)
+      lambda s, f, p: objective.fn(
+          huge.replace(student_logits=s, student_features=f, params=p), 1.0)[0],
+      argnums=(0, 1, 2))(huge.student_logits, huge.student_features, huge.params)
+  grads = jax.tree.leaves(grads)
   assert all(np.all(np.isfinite(g)) for g in grads)
 
 
@@ -758,7 +771,7 @@ def test_student_objective_bad_outputs():
   with pytest.raises(ValueError, match="student_logits"):
     kd.fn(_outputs(dict(arrays, s=arrays["s"][:, :-1])), 1.0)
   krd = methods.objective("krd", counts, **_krd_hparams(arrays))
-  with pytest.raises(ValueError, match="projected_features"):
+  with pytest.raises(ValueError, match="student_features"):
     jax.jit(krd.fn)(methods.StudentOutputs(
         student_logits=arrays["s"], teacher_logits=arrays["t"],
         teacher_features=arrays["h"], labels=arrays["y"]), 1.0)

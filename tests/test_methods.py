@@ -34,7 +34,7 @@ def _toy_build(counts, weight, anchor_scale=None):
     gap = jnp.mean((out.student_logits - base.need(out, "teacher_logits")) ** 2)
     return base.total(ce_fn(out), {"gap": weight * anchor_scale * gap}, distill_scale)
 
-  return base.StudentObjective(fn, needs_teacher=True, needs_projector=False)
+  return base.StudentObjective(fn, needs_teacher=True)
 
 
 def _toy_constants(hparams, context):

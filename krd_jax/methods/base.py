@@ -10,7 +10,10 @@ train step, seed groups, the CLI and the ablation runner all read it from here.
 
 An objective is `fn(outputs: StudentOutputs, distill_scale) -> (loss, metrics)`;
 `distill_scale` in [0, 1] multiplies every distillation term (the linear warm-up,
-`losses.warmup_scale`, computed in the step).
+`losses.warmup_scale`, computed in the step). A method may own trainable parameters
+besides the student's (KRDistill's projector, FitNet's regressor): its objective's
+`init_params` makes them from the feature widths, the train step keeps them beside
+the student's and hands them back to `fn` as `StudentOutputs.params`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -39,8 +43,9 @@ class StudentOutputs:
 
   Attributes:
     student_logits: [B, C].
-    projected_features: [B, D], the projector g applied to the student's
-      features, or None when the objective does not need it.
+    student_features: [B, d_s], the student's penultimate features.
+    params: the method's own trainable parameters (what its objective's
+      `init_params` made, trained with the student's); None when it owns none.
     teacher_logits: [B, C] or None.
     teacher_features: [B, d] or None.
     labels: integer [B]; required (None only so the fields can keep this
@@ -49,7 +54,8 @@ class StudentOutputs:
       terms switch on at an epoch (BKD's class weights); None outside training.
   """
   student_logits: Array
-  projected_features: Array | None = None
+  student_features: Array | None = None
+  params: Any = None
   teacher_logits: Array | None = None
   teacher_features: Array | None = None
   labels: Array | None = None
@@ -64,12 +70,14 @@ class StudentObjective(NamedTuple):
       metric a float32 scalar: "loss", "ce", "distill_scale" and one entry per
       distillation term (already weighted and scaled, so loss = ce + their sum).
     needs_teacher: whether fn reads teacher_logits / teacher_features.
-    needs_projector: whether fn reads projected_features (the student must
-      own a trained projector to the anchors' dimension).
+    init_params: None when the method trains nothing of its own, else
+      (rng, student_dim, teacher_dim) -> the pytree of its trainable parameters,
+      given the widths of the student's and the teacher's features (teacher_dim
+      None without a teacher); fn reads them as `outputs.params`.
   """
   fn: Callable[[StudentOutputs, Array], tuple[Array, Metrics]]
   needs_teacher: bool
-  needs_projector: bool
+  init_params: Callable[[jax.Array, int, int | None], Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,7 +265,30 @@ def teacher_free(ce_fn: Callable[[StudentOutputs], Array]) -> StudentObjective:
   """The objective of a method that is only its own CE term."""
   def fn(out: StudentOutputs, distill_scale):
     return total(ce_fn(out), {}, distill_scale)
-  return StudentObjective(fn, needs_teacher=False, needs_projector=False)
+  return StudentObjective(fn, needs_teacher=False)
+
+
+def linear_map(width: int | None = None):
+  """A trained linear map (flax.linen.Dense) a method owns, e.g. a projector of the
+  student's features.
+
+  Args:
+    width: output width; None maps to the teacher's feature width.
+
+  Returns:
+    (init_params for `StudentObjective`, apply(params, features) -> [B, width]).
+  """
+  def init_params(rng: jax.Array, student_dim: int, teacher_dim: int | None) -> Any:
+    out = width if width is not None else teacher_dim
+    if out is None:
+      raise ValueError("linear_map(width=None) maps to the teacher's features: it needs "
+                       "a teacher")
+    return nn.Dense(out).init(rng, jnp.zeros((1, student_dim), jnp.float32))["params"]
+
+  def apply(params: Any, features: Array) -> Array:
+    return nn.Dense(params["kernel"].shape[-1]).apply({"params": params}, features)
+
+  return init_params, apply
 
 
 def need(out: StudentOutputs, field: str) -> Array:

@@ -27,7 +27,7 @@ def build(counts, temperature, kd_weight, beta_en, switch_step: int = 0):
                                        class_weights, temperature))
     return base.total(ce_fn(out), {"bkd": kd_weight * dist}, distill_scale)
 
-  return base.StudentObjective(fn, needs_teacher=True, needs_projector=False)
+  return base.StudentObjective(fn, needs_teacher=True)
 
 
 def constants(hparams, context: base.RunContext) -> dict:

@@ -19,7 +19,7 @@ def build(counts, alpha, beta, temperature):
         alpha, beta, temperature))
     return base.total(ce_fn(out), {"dkd": dist}, distill_scale)
 
-  return base.StudentObjective(fn, needs_teacher=True, needs_projector=False)
+  return base.StudentObjective(fn, needs_teacher=True)
 
 
 METHOD = base.Method(

@@ -18,7 +18,7 @@ def build(counts, temperature, kd_weight, ce_weight):
                                       temperature))
     return base.total(ce_weight * ce_fn(out), {"kd": kd_weight * dist}, distill_scale)
 
-  return base.StudentObjective(fn, needs_teacher=True, needs_projector=False)
+  return base.StudentObjective(fn, needs_teacher=True)
 
 
 METHOD = base.Method(

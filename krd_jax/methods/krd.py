@@ -80,8 +80,11 @@ def build(counts, alpha, beta, lam, rho, tau, swap, temperature, ce, use_rrd, us
   """The objective; `anchors` [D, C] and `center` [d] are required with use_rrd;
   `fitted_tau` (replacing tau) and `teacher_scale` (1 / the fitted temperature) are
   the constants of tau_from="val" and calibrate=True."""
+  init_params = project = None
   if use_rrd:
     anchors, center = _check_anchors(anchors, center, len(counts))
+    # g: the student's features -> the rectified teacher's space, trained with it.
+    init_params, project = base.linear_map(anchors.shape[0])
   ce_fn = base.student_ce(counts, ce)
   log_prior = jnp.asarray(priors.log_prior(counts))
   tau = tau if fitted_tau is None else fitted_tau
@@ -92,8 +95,9 @@ def build(counts, alpha, beta, lam, rho, tau, swap, temperature, ce, use_rrd, us
     labels = base.need(out, "labels")
     terms = {}
     if use_rrd:
+      features = base.need(out, "student_features")
       rrd = krdistill.representation_rectified_loss(
-          base.need(out, "projected_features"), base.need(out, "teacher_features"),
+          project(base.need(out, "params"), features), base.need(out, "teacher_features"),
           labels, anchors, center, lam)
       terms["rrd"] = alpha * long_tail.balanced_mean(rrd, labels, weights)
     if use_lrd:
@@ -104,7 +108,7 @@ def build(counts, alpha, beta, lam, rho, tau, swap, temperature, ce, use_rrd, us
     return base.total(ce_fn(out), terms, distill_scale)
 
   return base.StudentObjective(fn, needs_teacher=use_rrd or use_lrd,
-                               needs_projector=use_rrd)
+                               init_params=init_params)
 
 
 def constants(hparams, context: base.RunContext) -> dict:

@@ -27,7 +27,7 @@ def build(counts, temperature, alpha, beta, group_tau, within, groups, ce_weight
         log_group_prior, temperature, group_tau, alpha, beta, within))
     return base.total(ce_weight * ce_fn(out), {"ltkd": dist}, distill_scale)
 
-  return base.StudentObjective(fn, needs_teacher=True, needs_projector=False)
+  return base.StudentObjective(fn, needs_teacher=True)
 
 
 METHOD = base.Method(

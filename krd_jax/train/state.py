@@ -21,8 +21,8 @@ class TrainState:
 
   Attributes:
     step: optimiser steps taken (int32 scalar).
-    params: trainable parameters, `{"model": ..., "projector": ...}` (projector only
-      for students whose objective needs one).
+    params: trainable parameters, `{"model": ..., "method": ...}` ("method": what
+      the student's method trains of its own, only where it owns something).
     batch_stats: BatchNorm running statistics of the model (empty for models without BN).
     opt_state: optax state.
     teacher: the teacher's `{"params", "batch_stats"}` for a student run, None for a

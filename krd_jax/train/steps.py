@@ -108,7 +108,7 @@ def make_teacher_step(model: nn.Module, loss_fn: Callable, tx: optax.GradientTra
 
 
 def make_student_step(model: nn.Module, teacher_model: nn.Module | None,
-                      projector: nn.Module | None, objective: methods.StudentObjective,
+                      objective: methods.StudentObjective,
                       tx: optax.GradientTransformation, preprocess: Callable,
                       distill_warmup_steps: int):
   """The student's step: teacher forward in inference mode, student forward/backward.
@@ -116,9 +116,8 @@ def make_student_step(model: nn.Module, teacher_model: nn.Module | None,
   Args:
     model: student Flax module returning (logits, features).
     teacher_model: teacher module (None for methods that need no teacher).
-    projector: module mapping student features to the rectified teacher's dimension
-      (None unless the objective needs one); its parameters live in params["projector"].
-    objective: a `methods.StudentObjective` (`Method.objective(...)`).
+    objective: a `methods.StudentObjective` (`Method.objective(...)`); what its method
+      trains of its own lives in params["method"] and reaches it as `outputs.params`.
     tx: optimiser.
     preprocess: from `make_preprocess`.
     distill_warmup_steps: distillation terms ramp linearly from 0 over these steps.
@@ -139,10 +138,8 @@ def make_student_step(model: nn.Module, teacher_model: nn.Module | None,
     def loss_fn(params):
       (logits, features), batch_stats = _apply_train(
           model, params["model"], state.batch_stats, x)
-      projected = (projector.apply({"params": params["projector"]}, features)
-                   if projector is not None else None)
       outputs = methods.StudentOutputs(
-          student_logits=logits, projected_features=projected,
+          student_logits=logits, student_features=features, params=params.get("method"),
           teacher_logits=teacher_logits, teacher_features=teacher_features, labels=labels,
           step=state.step)
       loss, parts = objective.fn(outputs, distill_scale)

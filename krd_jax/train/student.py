@@ -97,18 +97,14 @@ def student_setup(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
   model = state_lib.build_model(scfg, ds.num_classes, state_lib.compute_dtype(cfg))
   loader = loader_lib.DatasetLoader(ds, scfg.batch_size, mesh, cfg.seed)
   tx = optim.make_optimizer(scfg.optim, loader.steps_per_epoch, scfg.epochs)
-  rng_init, rng_proj, rng_train = jax.random.split(jax.random.PRNGKey(cfg.seed + 1), 3)
+  rng_init, rng_method, rng_train = jax.random.split(jax.random.PRNGKey(cfg.seed + 1), 3)
   variables = state_lib.init_variables(model, ds.image_shape, rng_init)
   params = {"model": variables["params"]}
-  projector = None
-  if objective.needs_projector:
-    # g: student features -> the rectified teacher's space (a student parameter).
-    projector = nn.Dense(constants["anchors"].shape[0], name="projector")
-    _, student_features = model.apply(
-        {"params": params["model"], "batch_stats": variables["batch_stats"]},
-        jnp.zeros((1, *ds.image_shape)), train=False)
-    params["projector"] = projector.init(rng_proj, student_features)["params"]
   teacher_model = teacher.model if objective.needs_teacher else None
+  if objective.init_params is not None:
+    params["method"] = objective.init_params(
+        rng_method, _feature_width(model, variables, ds.image_shape),
+        _feature_width(teacher_model, teacher and teacher.variables, ds.image_shape))
   preprocess = steps_lib.dataset_preprocess(cfg, ds)
   return StudentSetup(
       loader=loader,
@@ -116,11 +112,20 @@ def student_setup(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
       teacher_variables=teacher.variables if objective.needs_teacher else None,
       rng=rng_train,
       step=steps_lib.make_student_step(
-          model, teacher_model, projector, objective, tx, preprocess,
+          model, teacher_model, objective, tx, preprocess,
           method.warmup_epochs(cfg.methods[scfg.method].to_dict(),
                                scfg.distill_warmup_epochs) * loader.steps_per_epoch),
       eval_step=steps_lib.make_eval_step(model, preprocess, ds.num_classes),
       constants=constants, model=model)
+
+
+def _feature_width(model: nn.Module | None, variables: Any, image_shape) -> int | None:
+  """The width of the features `model` returns (None without a model), from shapes alone."""
+  if model is None:
+    return None
+  _, features = jax.eval_shape(lambda v: model.apply(v, jnp.zeros((1, *image_shape)),
+                                                     train=False), variables)
+  return features.shape[-1]
 
 
 def scalar_constants(constants: dict) -> dict:

@@ -598,7 +598,8 @@ def test_registry_names():
   assert losses.teacher_losses() == sorted(
       ["ce", "cb_ce", "ldam", "logit_adjusted", "balanced_softmax"])
   assert methods.names() == sorted(
-      ["ce", "logit_adjusted", "balanced_softmax", "kd", "dkd", "bkd", "krd", "ltkd"])
+      ["ce", "logit_adjusted", "balanced_softmax", "kd", "dkd", "bkd", "krd", "ltkd",
+       "fitnet"])
 
 
 @pytest.mark.parametrize("call, match", [

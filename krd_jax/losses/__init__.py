@@ -6,6 +6,7 @@ Per-class constants come from `krd_jax.priors`; reduce per-example losses with
 student methods built from these losses are in `krd_jax.methods`.
 """
 
+from krd_jax.losses.hint import hint_loss
 from krd_jax.losses.kd import bkd_loss
 from krd_jax.losses.kd import dkd_loss
 from krd_jax.losses.kd import kd_loss
@@ -39,6 +40,7 @@ __all__ = [
     "cross_entropy",
     "dkd_loss",
     "group_kl_decomposition",
+    "hint_loss",
     "kd_loss",
     "ldam_loss",
     "logit_adjusted_ce",

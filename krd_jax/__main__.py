@@ -43,7 +43,6 @@ EXIT_BAD_INPUT = 2
 EXIT_NONFINITE = 3
 EXIT_WRITE_FAILED = 4
 EXIT_PREEMPTED = 128 + 15  # What a shell reports for SIGTERM: schedulers requeue on it.
-_OVERRIDE = re.compile(r"^--?(?:no)?config\.([^=]+)(=.*)?$")
 
 
 class _UsageError(Exception):
@@ -104,14 +103,15 @@ def parse(argv: list[str]):
   except Exception as error:  # pylint: disable=broad-except
     where = base_values["config"].config_filename or _default_config_path()
     raise _UsageError(f"config file {where} does not load: {_last_line(error)}") from None
-  positional, i = [], 1
+  positional, overridden, i = [], [], 1
   while i < len(rest):
-    arg, match = rest[i], _OVERRIDE.match(rest[i])
+    arg, match = rest[i], config_lib.OVERRIDE_FLAG.match(rest[i])
     if match:
       try:
         config_lib.lookup(base, match.group(1))
       except ValueError as error:
         raise _UsageError(str(error)) from None
+      overridden.append(match.group(1))
       if match.group(2) is None and i + 1 < len(rest) and not rest[i + 1].startswith("-"):
         i += 1  # "--config.key value": the value is the next argument.
     elif arg.startswith("-"):
@@ -129,7 +129,21 @@ def parse(argv: list[str]):
     values(list(argv))
   except flags.Error as error:
     raise _UsageError(_type_error_message(base, error)) from None
+  _check_overrides_act(positional[0], values.config, overridden)
   return positional[0], values.config
+
+
+def _check_overrides_act(command: str, cfg, overridden: list[str]) -> None:
+  """An override of a method knob that this command's runs leave without effect (e.g.
+  methods.krd.lam while use_rrd is off) is refused: it would read as a result."""
+  if command == "show" or not any(k.startswith("methods.") for k in overridden):
+    return
+  from krd_jax import validate  # pylint: disable=g-import-not-at-top
+  try:
+    used = validate.methods_used(cfg, "student" if command == "evaluate" else command)
+    validate.check_knobs_act(cfg, used, overridden)
+  except validate.InputError as error:
+    raise _UsageError(str(error)) from None
 
 
 def _type_error_message(base, error: BaseException) -> str:

@@ -1,20 +1,21 @@
 """Ablation sweeps: a grid of config overrides x student methods x seeds.
 
   python -m krd_jax.ablate --config=digits_lt \
-      --grid "methods.krd.lam=0,0.25,0.5 methods.krd.swap=true,false data.imbalance=10,50" \
-      --methods krd,kd --seeds 3 --workdir runs/ablate_lam
+      --grid "methods.krd.beta=0.5,1,2 methods.krd.swap=true,false data.imbalance=10,50" \
+      --methods krd,kd --seeds 3 --workdir runs/ablate_beta
 
 The grid is the cartesian product of its axes ("key=v1,v2,..." separated by spaces);
 each value is typed by the base config's field (bool: true/false, int, float, str),
-and a misspelt key or a badly typed value is an error before anything is trained or
-written. Any field of the base config can also be overridden as usual
+and a misspelt key, a badly typed value or a method knob that would not act in some run
+(methods.krd.lam while use_rrd is off: each knob declares when it acts) is an error
+before anything is trained or written. Any field of the base config can also be overridden as usual
 (--config.student.epochs=50).
 
 Every cell x method x seed is one student run. Teachers are trained once per distinct
 (data, teacher) configuration, with the base config's seed, and shared by every
 student of that configuration; seeds vary the students. Runs whose effective
 configuration is identical (e.g. the kd student of two cells that differ only in
-methods.krd.lam) are trained once and reported in each cell. Running the same command
+methods.krd.beta) are trained once and reported in each cell. Running the same command
 again skips finished runs and resumes an interrupted one from its last checkpoint.
 
 --parallel-seeds N trains up to N seeds of a cell x method as one vmapped program
@@ -202,15 +203,30 @@ def _preflight(cfg: ml_collections.ConfigDict) -> None:
   methods.get(cfg.student.method).check(cfg.methods[cfg.student.method].to_dict())
 
 
+def _check_axes_reach_methods(grid: Grid, methods: Sequence[str]) -> None:
+  """A methods.X.* axis with no X among the swept methods would train identical runs."""
+  for key, _ in grid:
+    section = key.split(".")[1] if key.startswith("methods.") else None
+    if section is not None and section not in methods:
+      raise ValueError(f"grid key {key!r} has no effect: no {section} run is in the sweep "
+                       f"(--methods {','.join(methods)}); add {section} to --methods")
+
+
 def plan(base: ml_collections.ConfigDict, grid: Grid, methods: Sequence[str],
-         seeds: Sequence[int], workdir: str) -> list[Run]:
-  """Every run of the sweep, each config built and checked; touches no file."""
+         seeds: Sequence[int], workdir: str, overridden: Sequence[str] = ()) -> list[Run]:
+  """Every run of the sweep, each config built and checked; touches no file.
+
+  `overridden`: the base config's keys set on the command line; with the grid's axes,
+  each must act in every run of its method (validate.check_knobs_act).
+  """
   unknown = [m for m in methods if m not in base.methods]
   if unknown or not methods:
     raise ValueError(f"unknown student method(s) {unknown or methods}; allowed: "
                      f"{', '.join(base.methods)}")
   if not seeds:
     raise ValueError("at least one seed is needed")
+  _check_axes_reach_methods(grid, methods)
+  knobs = [*overridden, *(k for k, _ in grid)]
   runs_ = []
   for index, overrides in enumerate(cells(grid)):
     for method in methods:
@@ -235,6 +251,12 @@ def plan(base: ml_collections.ConfigDict, grid: Grid, methods: Sequence[str],
         name = f"{method}_s{seed}_{run_key(cfg, base.seed)}"
         runs_.append(Run(index, overrides, method, seed, cfg,
                          os.path.join(workdir, "students", name), teacher_dir))
+  # After every value was checked: a bad value is the first thing to hear about.
+  for run in runs_:
+    try:
+      validate.check_knobs_act(run.cfg, [run.method], knobs)
+    except ValueError as e:
+      raise ValueError(f"cell {run.overrides or '(base)'}, method {run.method}: {e}") from None
   return runs_
 
 
@@ -654,6 +676,12 @@ def _seeds(text: str, base_seed: int) -> list[int]:
   return list(range(base_seed, base_seed + int(text)))
 
 
+def _refuse(message: str) -> None:
+  """Bad input: one line on stderr and exit status 2, as `python -m krd_jax` does."""
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  raise SystemExit(2)
+
+
 def _main(argv: list[str]) -> None:
   from absl import flags
   from absl import logging
@@ -669,11 +697,11 @@ def _main(argv: list[str]) -> None:
   try:  # a bad grid, method or seed: one line, not a traceback
     grid = parse_grid(f.grid, base)
     seeds = _seeds(f.seeds, base.seed)
-    plan(base, grid, methods, seeds, workdir)
+    plan(base, grid, methods, seeds, workdir, config_lib.overridden_keys(sys.argv))
   except ValueError as e:
-    raise SystemExit(f"error: {e}") from None
+    _refuse(str(e))
   if f.parallel_seeds < 1:
-    raise SystemExit(f"error: --parallel-seeds={f.parallel_seeds}; allowed: 1 or more")
+    _refuse(f"--parallel-seeds={f.parallel_seeds}; allowed: 1 or more")
   result = run_sweep(base, grid, methods, seeds, workdir, f.out, f.parallel_seeds)
   print(result["table"])
   print(f"{result['trained']} student run(s) and {result['teachers_trained']} "
@@ -707,7 +735,7 @@ def main() -> None:
   try:
     sys.argv = configs.resolve_argv(sys.argv)  # a shipped recipe's name -> its file
   except ValueError as e:
-    raise SystemExit(f"error: {e}") from None
+    _refuse(str(e))
   app.run(_main)
 
 

@@ -10,6 +10,7 @@ checked against their allowed ranges by `krd_jax.validate` before a run starts.
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any
 
 import ml_collections
@@ -98,6 +99,15 @@ def default_config() -> ml_collections.ConfigDict:
   # Multi-process jobs (TPU pods, SLURM): see krd_jax/distributed.py.
   cfg.distributed = distributed.defaults()
   return cfg.lock()
+
+
+# A command-line override, --config.a.b=value (or --config.a.b value, --noconfig.a.b).
+OVERRIDE_FLAG = re.compile(r"^--?(?:no)?config\.([^=]+)(=.*)?$")
+
+
+def overridden_keys(argv: list[str]) -> list[str]:
+  """The config keys a command line overrides: ["student.epochs", ...]."""
+  return [m.group(1) for m in map(OVERRIDE_FLAG.match, argv) if m]
 
 
 def lookup(cfg: ml_collections.ConfigDict, key: str) -> Any:

@@ -244,9 +244,37 @@ def _check_method(cfg: ml_collections.ConfigDict, method: str) -> None:
 def _check_validation_split(cfg: ml_collections.ConfigDict, method: str) -> None:
   """A method that fits something on the validation split needs one."""
   why = methods_lib.get(method).needs_validation(cfg.methods[method].to_dict())
-  if why and not cfg.data.val_per_class:
+  if why and not has_val_split(cfg):
     raise InputError(f"{why}, and config.data.val_per_class is 0 (no validation split): "
                      "set it > 0 (the CIFAR recipes' `val` argument does)")
+
+
+def has_val_split(cfg: ml_collections.ConfigDict) -> bool:
+  """Whether the run has a balanced validation split (what fitted knobs need)."""
+  return bool(cfg.data.val_per_class)
+
+
+def check_knobs_act(cfg: ml_collections.ConfigDict, methods: list[str],
+                    keys: list[str]) -> None:
+  """Refuses an override (or a sweep axis) of a method knob that a run of `methods`
+  with this resolved config leaves without effect: InputError naming the knob and the
+  setting that makes it act. Keys outside `methods.<one of methods>.*` pass.
+
+  Example: `--config.methods.krd.lam=0.3` while `methods.krd.use_rrd` is False.
+  """
+  for key in keys:
+    section, _, name = key.partition(".")[2].partition(".")
+    if not key.startswith("methods.") or section not in methods:
+      continue
+    method = methods_lib.get(section)
+    if name not in method.params:
+      continue
+    # A bad value is the first thing to hear about, whether the knob acts or not.
+    hparams = method.check(cfg.methods[section].to_dict(), f"methods.{section}")
+    setting = method.idle_unless(name, hparams, has_val_split(cfg))
+    if setting:
+      raise InputError(f"config.{key}={_get(cfg, key)!r} has no effect in this run: it "
+                       f"acts only with methods.{section}.{setting}")
 
 
 # ----------------------------------------------------------------------------- teacher

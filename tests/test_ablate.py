@@ -67,6 +67,14 @@ def test_parse_grid_types_values_by_the_config_field():
     ("methods.krd.lam", "not of the form key=value1,value2"),
     ("methods.krd.lam=0.5,2", "config.methods.krd.lam=2.0 is not allowed; allowed: a number "
      ">= 0 and <= 1"),
+    # A knob the resolved config leaves without effect (RRD off by default).
+    ("methods.krd.lam=0,0.5", "config.methods.krd.lam=0.0 has no effect in this run: it "
+     "acts only with methods.krd.use_rrd=True"),
+    # With RRD on it acts; the bad value is still refused.
+    ("methods.krd.use_rrd=true methods.krd.lam=0.5,2", "config.methods.krd.lam=2.0 is not "
+     "allowed"),
+    ("methods.dkd.beta=1,2", "grid key 'methods.dkd.beta' has no effect: no dkd run is in "
+     "the sweep (--methods krd,kd); add dkd to --methods"),
     ("methods.krd.anchor=aligned,rnd", "allowed: one of aligned, random"),
 ])
 def test_bad_grid_is_refused_before_anything_is_written(tmp_path, spec, message):
@@ -75,6 +83,22 @@ def test_bad_grid_is_refused_before_anything_is_written(tmp_path, spec, message)
     ablate.run_sweep(_base(), spec, ["krd", "kd"], [0], str(workdir))
   assert message in str(error.value)
   assert not workdir.exists()
+
+
+def test_tau_is_refused_where_a_fitted_tau_replaces_it(tmp_path):
+  """krd's tau_from='auto' fits tau on a validation split: sweeping tau there trains
+  identical runs, so it is refused; without a split (or with tau_from='fixed') it acts."""
+  with pytest.raises(ValueError, match=r"methods\.krd\.tau=0\.5 has no effect in this run: "
+                     r"it acts only with methods\.krd\.tau_from='fixed' \(with "
+                     r"tau_from='auto' the tau fitted"):
+    ablate.run_sweep(_base(val_per_class=10), "methods.krd.tau=0.5,1", ["krd"], [0],
+                     str(tmp_path / "w"))
+  assert not (tmp_path / "w").exists()
+  for base, grid in ((_base(), "methods.krd.tau=0.5,1"),
+                     (_base(val_per_class=10), "methods.krd.tau_from=fixed "
+                      "methods.krd.tau=0.5,1")):
+    runs = ablate.plan(base, ablate.parse_grid(grid, base), ["krd"], [0], str(tmp_path))
+    assert len({r.run_dir for r in runs}) == 2  # two distinct runs, no refusal
 
 
 def test_unknown_method_is_refused(tmp_path):
@@ -95,6 +119,20 @@ def test_cli_refuses_a_typo_with_the_valid_keys(tmp_path):
   assert not workdir.exists()
 
 
+def test_cli_refuses_an_override_that_does_not_act_with_exit_2(tmp_path):
+  workdir = tmp_path / "sweep"
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO, "experiments", "ablate.py"),
+       "--config.methods.krd.alpha=2.0", "--grid", "methods.krd.beta=0.5,1", "--methods",
+       "krd", f"--workdir={workdir}"],
+      capture_output=True, text=True, timeout=120, cwd=REPO)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines() == [
+      "error: cell {'methods.krd.beta': 0.5}, method krd: config.methods.krd.alpha=2.0 has "
+      "no effect in this run: it acts only with methods.krd.use_rrd=True"]
+  assert not workdir.exists()
+
+
 def test_cli_takes_the_dashed_parallel_seeds_flag(tmp_path):
   workdir = tmp_path / "sweep"
   proc = subprocess.run(
@@ -108,11 +146,11 @@ def test_cli_takes_the_dashed_parallel_seeds_flag(tmp_path):
 
 def test_sweep_shares_the_teacher_writes_reports_and_resumes(tmp_path, capsys):
   workdir, out = str(tmp_path / "sweep"), str(tmp_path / "reports")
-  args = (_base(val_per_class=10), "methods.krd.lam=0,0.5", ["krd", "kd"], [0, 1],
+  args = (_base(val_per_class=10), "methods.krd.beta=0.5,1", ["krd", "kd"], [0, 1],
           workdir, out)
   first = ablate.run_sweep(*args)
 
-  # 2 cells x 2 methods x 2 seeds; kd does not read methods.krd.lam, so its two
+  # 2 cells x 2 methods x 2 seeds; kd does not read methods.krd.beta, so its two
   # cells share runs: 4 krd + 2 kd trained. One teacher for all of them.
   assert first["teachers_trained"] == 1
   assert len(os.listdir(os.path.join(workdir, "teachers"))) == 1
@@ -121,8 +159,8 @@ def test_sweep_shares_the_teacher_writes_reports_and_resumes(tmp_path, capsys):
 
   results = _read_csv(os.path.join(out, "results.csv"))
   assert len(results) == 8
-  assert {(r["methods.krd.lam"], r["method"], r["seed"]) for r in results} == {
-      (lam, m, s) for lam in ("0.0", "0.5") for m in ("krd", "kd") for s in ("0", "1")}
+  assert {(r["methods.krd.beta"], r["method"], r["seed"]) for r in results} == {
+      (beta, m, s) for beta in ("0.5", "1.0") for m in ("krd", "kd") for s in ("0", "1")}
   assert all(0.0 <= float(r["balanced"]) <= 100.0 for r in results)
   summary = _read_csv(os.path.join(out, "summary.csv"))
   assert len(summary) == 4 and all(r["seeds"] == "2" for r in summary)
@@ -131,9 +169,9 @@ def test_sweep_shares_the_teacher_writes_reports_and_resumes(tmp_path, capsys):
   with open(os.path.join(out, "summary.md")) as f:
     table = f.read()
   # Two tables (test; what to choose on), a row per cell x method in each.
-  assert table.count("| KRDistill (krd) lam=") == 4 and table.count("| KD lam=") == 4
+  assert table.count("| KRDistill (krd) beta=") == 4 and table.count("| KD beta=") == 4
   assert "±" in table
-  assert os.path.getsize(os.path.join(out, "balanced_vs_methods_krd_lam.png")) > 1000
+  assert os.path.getsize(os.path.join(out, "balanced_vs_methods_krd_beta.png")) > 1000
   # What defaults are chosen on: balanced val accuracy and each student's post-hoc
   # logit adjustment (tau from the val split), per run and in the summary.
   for row in results:
@@ -155,8 +193,8 @@ def test_sweep_shares_the_teacher_writes_reports_and_resumes(tmp_path, capsys):
   again = ablate.run_sweep(chatty.lock(), *args[1:])
   lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
   assert len(lines) == 8
-  assert lines[0].startswith("[1/8] KRDistill (krd) seed 0, methods.krd.lam=0.0: balanced ")
-  assert lines[-1].startswith("[8/8] KD seed 1, methods.krd.lam=0.5: balanced ")
+  assert lines[0].startswith("[1/8] KRDistill (krd) seed 0, methods.krd.beta=0.5: balanced ")
+  assert lines[-1].startswith("[8/8] KD seed 1, methods.krd.beta=1.0: balanced ")
   assert all(line.endswith("(reused)") for line in lines)
   assert again["trained"] == 0 and again["teachers_trained"] == 0
   assert _final_mtimes(workdir) == mtimes

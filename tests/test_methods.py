@@ -263,3 +263,27 @@ def test_fitting_on_a_validation_split_that_is_not_there_is_refused_up_front():
   cfg.data.val_per_class = 5
   cfg.methods.krd.update(tau_from="val", calibrate=True)
   validate.check_config(cfg, "student")
+
+
+def test_each_knob_declares_when_it_acts():
+  krd = methods.get("krd")
+  assert krd.idle_unless("lam", {}, False) == "use_rrd=True"
+  assert krd.idle_unless("lam", {"use_rrd": True}, False) is None
+  assert krd.idle_unless("anchor", {}, True) == "use_rrd=True"
+  assert krd.idle_unless("swap", {"use_lrd": False}, True) == "use_lrd=True"
+  assert krd.idle_unless("rho", {"use_lrd": False}, True) == "use_rrd=True or use_lrd=True"
+  # tau: replaced by the fitted tau where "auto" finds a validation split, or with "val".
+  assert krd.idle_unless("tau", {}, False) is None
+  assert "tau_from='fixed'" in krd.idle_unless("tau", {}, True)
+  assert "tau_from='fixed'" in krd.idle_unless("tau", {"tau_from": "val"}, False)
+  assert krd.idle_unless("tau", {"tau_from": "fixed"}, True) is None
+  assert krd.idle_unless("tau", {"use_lrd": False, "tau_from": "fixed"}, True) == \
+      "use_lrd=True"
+  assert krd.idle_unless("ce", {"use_lrd": False}, True) is None  # always acts
+  # Every knob of every method answers at its defaults, with and without a split.
+  for name in methods.names():
+    method = methods.get(name)
+    for knob in method.params:
+      for has_val in (False, True):
+        answer = method.idle_unless(knob, {}, has_val)
+        assert answer is None or isinstance(answer, str)

@@ -432,6 +432,26 @@ def test_bad_config_is_refused_in_one_line(tmp_path, in_process, capsys, command
   assert not (tmp_path / "w").exists()
 
 
+def test_override_that_does_not_act_is_refused_in_one_line(tmp_path, in_process, capsys):
+  """lam acts only with RRD, which is off by default: an override of it alone would run
+  the default and read as a result about lam."""
+  rc, err = in_process(capsys, "student", tmp_path / "w", "--config.methods.krd.lam=0.3")
+  assert rc == cli_lib.EXIT_BAD_INPUT
+  assert _one_error_line(err) == ("krd_jax: error: config.methods.krd.lam=0.3 has no effect "
+                                  "in this run: it acts only with methods.krd.use_rrd=True")
+  assert not (tmp_path / "w").exists()
+  # digits_lt has a validation split: tau_from='auto' fits tau there, so tau is idle.
+  rc, err = in_process(capsys, "demo", tmp_path / "w", "--config.methods.krd.tau=0.5")
+  assert rc == cli_lib.EXIT_BAD_INPUT and "methods.krd.tau_from='fixed'" in err
+  assert not (tmp_path / "w").exists()
+  # With the switch that makes it act, or for a method this command does not train,
+  # the override parses.
+  for args in (["--config.methods.krd.use_rrd=True", "--config.methods.krd.lam=0.3"],
+               ["--config.student.method=kd", "--config.methods.krd.lam=0.3"]):
+    command, cfg = cli_lib.parse(["krd_jax", "student", f"--config={CONFIG}", *args])
+    assert command == "student" and cfg.methods.krd.lam == 0.3
+
+
 def test_bad_config_file_argument_is_refused(tmp_path, in_process, capsys):
   rc, err = in_process(capsys, "teacher", tmp_path / "w", config=CONFIG[:-len(":local")] + ":fast")
   assert rc == cli_lib.EXIT_BAD_INPUT

@@ -80,12 +80,20 @@ class StudentObjective(NamedTuple):
   init_params: Callable[[jax.Array, int, int | None], Any] | None = None
 
 
+# (hyper-parameters with defaults filled in, whether the run has a balanced validation
+# split) -> None where a knob acts, else the setting that makes it act ("use_rrd=True").
+ActsRule = Callable[[Mapping[str, Any], bool], "str | None"]
+
+
 @dataclasses.dataclass(frozen=True)
 class Param:
-  """One hyper-parameter: its default and what is allowed.
+  """One hyper-parameter: its default, what is allowed and when it acts.
 
   A bool default allows True / False; `choices` a fixed set; an int default an
   integer within the optional bounds; otherwise a finite number within them.
+  `acts` (an `ActsRule`, e.g. `acts_with(use_rrd=True)`) says when the knob changes
+  the run; None: always. An override or a sweep of a knob that would not act is
+  refused (krd_jax.validate.check_knobs_act).
   """
   default: Any
   doc: str = ""
@@ -94,6 +102,7 @@ class Param:
   low_open: bool = False
   high_open: bool = False
   choices: tuple[Any, ...] | None = None
+  acts: ActsRule | None = None
 
   def accepts(self, value: Any) -> bool:
     if self.choices is not None:
@@ -195,6 +204,13 @@ class Method:
     it sets one (>= 0), else the student-wide `student.distill_warmup_epochs`."""
     own = {**self.defaults(), **hparams}.get("warmup_epochs", -1)
     return student_default if own < 0 else own
+
+  def idle_unless(self, name: str, hparams: Mapping[str, Any],
+                  has_val_split: bool) -> str | None:
+    """None where knob `name` acts in a run of `hparams` (defaults filled in) with or
+    without a balanced validation split, else the setting that would make it act."""
+    rule = self.params[name].acts
+    return None if rule is None else rule({**self.defaults(), **hparams}, has_val_split)
 
   def needs_teacher(self, hparams: Mapping[str, Any]) -> bool:
     return bool(self.uses_teacher({**self.defaults(), **hparams}))
@@ -299,16 +315,27 @@ def need(out: StudentOutputs, field: str) -> Array:
   return value
 
 
+def acts_with(**settings: Any) -> ActsRule:
+  """An `ActsRule`: the knob acts only where at least one of `settings` holds
+  (`acts_with(use_rrd=True, use_lrd=True)`: with either term on)."""
+  def rule(hparams: Mapping[str, Any], has_val_split: bool) -> str | None:
+    del has_val_split
+    if any(hparams[key] == value for key, value in settings.items()):
+      return None
+    return " or ".join(f"{key}={value!r}" for key, value in settings.items())
+  return rule
+
+
 # Shared hyper-parameter specs.
-def temperature(default: float = 4.0) -> Param:
-  return Param(default, "softmax temperature T", low=0.0, low_open=True)
+def temperature(default: float = 4.0, acts: ActsRule | None = None) -> Param:
+  return Param(default, "softmax temperature T", low=0.0, low_open=True, acts=acts)
 
 
-def weight(default: float = 1.0, doc: str = "") -> Param:
-  return Param(default, doc, low=0.0)
+def weight(default: float = 1.0, doc: str = "", acts: ActsRule | None = None) -> Param:
+  return Param(default, doc, low=0.0, acts=acts)
 
 
-def warmup() -> Param:
+def warmup(acts: ActsRule | None = None) -> Param:
   """A distillation method's own warm-up; -1 (the default) defers to the student's."""
   return Param(-1, "epochs the distillation terms ramp over; -1: "
-               "student.distill_warmup_epochs", low=-1)
+               "student.distill_warmup_epochs", low=-1, acts=acts)

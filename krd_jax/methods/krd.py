@@ -33,14 +33,32 @@ from krd_jax.losses import krdistill
 from krd_jax.losses import long_tail
 from krd_jax.methods import base
 
+_WITH_RRD = base.acts_with(use_rrd=True)
+_WITH_LRD = base.acts_with(use_lrd=True)
+_WITH_ANY_TERM = base.acts_with(use_rrd=True, use_lrd=True)
+
+
+def _tau_acts(hparams, has_val_split: bool) -> str | None:
+  """tau corrects the teacher's logits in LRD (the student's own logit-adjusted CE runs
+  at tau = 1), unless a tau fitted on the validation split replaces it."""
+  if not hparams["use_lrd"]:
+    return "use_lrd=True"
+  fitted = hparams["tau_from"] == "val" or (hparams["tau_from"] == "auto" and has_val_split)
+  if fitted:
+    return (f"tau_from='fixed' (with tau_from={hparams['tau_from']!r} the tau fitted on "
+            "the validation split replaces it)")
+  return None
+
+
 PARAMS = {
-    "alpha": base.weight(1.0, "weight of the representation-rectified term"),
-    "beta": base.weight(1.0, "weight of the logit-rectified term"),
+    "alpha": base.weight(1.0, "weight of the representation-rectified term", _WITH_RRD),
+    "beta": base.weight(1.0, "weight of the logit-rectified term", _WITH_LRD),
     "lam": base.Param(0.5, "pull of teacher features toward the ETF anchor", low=0.0,
-                      high=1.0),
+                      high=1.0, acts=_WITH_RRD),
     "rho": base.Param(0.0, "balanced weighting exponent (0 plain mean, 1 class-balanced)",
-                      low=0.0),
-    "tau": base.Param(1.0, "prior correction strength (1 = Bayes-exact)", low=0.0),
+                      low=0.0, acts=_WITH_ANY_TERM),
+    "tau": base.Param(1.0, "prior correction strength of the teacher's logits in LRD "
+                      "(1 = Bayes-exact)", low=0.0, acts=_tau_acts),
     # "val": the teacher's own post-hoc tau, argmax of its balanced accuracy on the
     # balanced validation split (calibration.post_hoc_tau): a rule, not a hand-tuned
     # value; it needs a validation split (data.val_per_class > 0). "auto" (default):
@@ -49,14 +67,16 @@ PARAMS = {
     # it (its fitted tau is smaller). Chosen on validation: benchmarks/RESULTS.md.
     "tau_from": base.Param("auto", "where tau comes from: `tau`, fitted on the "
                            "validation split, or auto (val where there is one)",
-                           choices=("auto", "fixed", "val")),
+                           choices=("auto", "fixed", "val"), acts=_WITH_LRD),
     # A teacher that memorised its training set is over-confident; temperature
     # scaling on the validation split (calibration.fit_temperature, of the
     # prior-corrected posterior) divides its logits by s before rectifying.
     "calibrate": base.Param(False, "divide the teacher's logits by the temperature "
-                            "fitted on the validation split before rectifying"),
-    "swap": base.Param(True, "label-correcting swap of the rectified teacher"),
-    "temperature": base.temperature(),
+                            "fitted on the validation split before rectifying",
+                            acts=_WITH_LRD),
+    "swap": base.Param(True, "label-correcting swap of the rectified teacher",
+                       acts=_WITH_LRD),
+    "temperature": base.temperature(acts=_WITH_LRD),
     # The student's own CE term. "logit_adjusted" was chosen on the CIFAR-10-LT
     # validation split (benchmarks/RESULTS.md): with plain "ce", KRDistill does not
     # beat a logit-adjusted student that has no teacher.
@@ -69,8 +89,8 @@ PARAMS = {
     "anchor": base.Param("aligned", "RRD anchors: the ETF Procrustes-aligned to the "
                          "teacher's class means, a seeded random ETF, or the teacher's "
                          "centred class means themselves",
-                         choices=("aligned", "random", "class_means")),
-    "warmup_epochs": base.warmup(),
+                         choices=("aligned", "random", "class_means"), acts=_WITH_RRD),
+    "warmup_epochs": base.warmup(_WITH_ANY_TERM),
 }
 
 

@@ -160,12 +160,12 @@ def teacher_config(args, loss: str):
 
 
 def train_teacher(args, ds, loss: str):
-  """Trains (or loads) the teacher with `loss`; records it once."""
-  from krd_jax import runs
-  from krd_jax.train import teacher as teacher_lib
+  """The experiment of the teacher with `loss`, trained (or loaded); recorded once."""
+  from krd_jax.experiment import Experiment
   cfg = teacher_config(args, loss)
   start = time.time()
-  teacher = teacher_lib.ensure_teacher(cfg, ds, runs.make_mesh(cfg))
+  exp = Experiment(cfg, data=ds)
+  teacher = exp.teacher()
   label = f"teacher ({'CE' if loss == 'ce' else 'logit-adjusted CE'})"
   if label not in {r["label"] for r in _read(args.results)}:
     _append(args.results, {"label": label, "seed": 0, "test": teacher.summary,
@@ -173,25 +173,22 @@ def train_teacher(args, ds, loss: str):
                            "epochs": args.epochs, "dtype": "float32",
                            "train_images": int(len(ds.train_labels)),
                            "train_counts": ds.train_counts.tolist()})
-    post_hoc = runs.teacher_post_hoc(cfg, teacher, ds, runs.make_mesh(cfg))
+    post_hoc = exp.teacher_post_hoc()
     _append(args.results, {"label": f"{label} + post-hoc LA", "seed": 0,
                            "test": post_hoc["test"], "val": post_hoc.get("val"),
                            "tau": post_hoc["tau"], "chosen_on": post_hoc["chosen_on"],
                            "epochs": args.epochs, "dtype": "float32"})
-  return teacher, cfg
+  return exp
 
 
 def run_students(args, ds) -> None:
   """This worker's share of the queue (every N-th item), skipping finished runs."""
   import jax
   from krd_jax import runs
-  from krd_jax import validate
-  from krd_jax.train import student as student_lib
-  from krd_jax.train import teacher as teacher_lib
 
   worker, workers = (int(x) for x in args.worker.split("/"))
   start = time.time()
-  teachers = {}
+  experiments = {}
   done = {(r["label"], r["seed"]) for r in _read(args.results)}
   for index, (label, method, overrides, seed, dtype) in enumerate(work_queue(args.seeds, args.queue)):
     if index % workers != worker or (label, seed) in done:
@@ -200,23 +197,20 @@ def run_students(args, ds) -> None:
       print(f"[{worker}] time limit reached; not starting {label} seed {seed}", flush=True)
       break
     loss = "logit_adjusted" if label in LA_TEACHER_ROWS else "ce"
-    if loss not in teachers:
-      teachers[loss] = train_teacher(args, ds, loss)
-    teacher, teacher_cfg = teachers[loss]
-    run_cfg = runs.with_method(teacher_cfg, method).unlock()
+    if loss not in experiments:
+      experiments[loss] = train_teacher(args, ds, loss)
+    exp = experiments[loss]
+    run_cfg = runs.with_method(exp.cfg, method).unlock()
     run_cfg.seed = seed
     run_cfg.compute_dtype = dtype
-    run_cfg.teacher.checkpoint = teacher_cfg.workdir + "/teacher"
+    run_cfg.teacher.checkpoint = exp.teacher_dir
     run_cfg.methods[method].update(overrides)
     run_cfg.lock()
     t0 = time.time()
     run_dir = os.path.join(args.workdir, "students", f"{label}_s{seed}".replace(" ", "_"))
-    needs_teacher = validate.needs_teacher(run_cfg, method)
-    if dtype != "float32" and needs_teacher:  # the teacher computes in the run's dtype
-      teacher = teacher_lib.load_teacher(run_cfg, ds, runs.make_mesh(run_cfg),
-                                         run_cfg.teacher.checkpoint)
-    student_lib.train_student(run_cfg, ds, runs.make_mesh(run_cfg),
-                              teacher if needs_teacher else None, run_dir)
+    if dtype != "float32":  # the teacher computes in the run's dtype: load it so
+      exp = exp.sibling(run_cfg)
+    exp.train_student(run_cfg, run_dir)
     with open(os.path.join(run_dir, "final.json")) as f:
       final = json.load(f)
     record = {"label": label, "seed": seed, "method": method, "overrides": overrides,

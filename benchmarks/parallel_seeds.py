@@ -42,10 +42,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from krd_jax import runs, sharding  # noqa: E402
+from krd_jax.experiment import Experiment  # noqa: E402
 from krd_jax.train import seeds as seeds_lib  # noqa: E402
 from krd_jax.train import state as state_lib  # noqa: E402
 from krd_jax.train import steps as steps_lib  # noqa: E402
-from krd_jax.train import student as student_lib  # noqa: E402
 from krd_jax.train import teacher as teacher_lib  # noqa: E402
 
 RECIPES = {"digits": "digits_lt", "cifar10_lt": "cifar10_lt:offline",
@@ -94,9 +94,10 @@ def _block(fn, steps: int) -> float:
   return (time.perf_counter() - start) / steps
 
 
-def steady(cfgs, ds, mesh, teacher, blocks: int, steps: int) -> dict:
+def steady(cfgs, exp: Experiment, blocks: int, steps: int) -> dict:
   """Median seconds per training step of all seeds: vmapped vs solo steps in turn."""
-  setups = seeds_lib.seed_setups(cfgs, ds, mesh, teacher)
+  mesh = exp.mesh
+  setups = seeds_lib.seed_setups(cfgs, exp.data, mesh, exp.teacher())
   tv = sharding.replicate(setups[0].teacher_variables, mesh) \
       if setups[0].teacher_variables is not None else None
   solo_states = [sharding.replicate(s.state.replace(teacher=tv), mesh) for s in setups]
@@ -134,17 +135,17 @@ def steady(cfgs, ds, mesh, teacher, blocks: int, steps: int) -> dict:
           "blocks": blocks, "steps_per_block": steps}
 
 
-def end_to_end(cfgs, ds, mesh, teacher, root: str, repeats: int) -> dict:
+def end_to_end(cfgs, exp: Experiment, root: str, repeats: int) -> dict:
   """Wall seconds of whole runs: the seeds in turn vs one vmapped group, alternating."""
   in_turn, vmapped = [], []
   for r in range(repeats):
     def turn():
       for c in cfgs:
-        student_lib.train_student(c, ds, mesh, teacher, os.path.join(root, f"r{r}", f"s{c.seed}"))
+        exp.train_student(c, os.path.join(root, f"r{r}", f"s{c.seed}"))
 
     def group():
-      seeds_lib.train_students_parallel(
-          cfgs, ds, mesh, teacher, [os.path.join(root, f"r{r}", f"p{c.seed}") for c in cfgs],
+      exp.train_students_parallel(
+          cfgs, [os.path.join(root, f"r{r}", f"p{c.seed}") for c in cfgs],
           os.path.join(root, f"r{r}", "group"))
 
     order = [(turn, in_turn), (group, vmapped)]
@@ -184,8 +185,7 @@ def main() -> None:
       cfg.checkpoint_every_epochs = min(cfg.checkpoint_every_epochs, args.e2e_epochs)
     cfg = cfg.lock()
     ds = random_cifar10_lt() if args.recipe == "cifar10_random" else runs.load_data(cfg)
-    mesh = runs.make_mesh(cfg)
-    teacher = random_teacher(cfg, ds)
+    exp = Experiment(cfg, data=ds, teacher=random_teacher(cfg, ds))
     cfgs = [with_seed(cfg, s) for s in range(args.seeds)]
     result = {
         "recipe": args.recipe, "method": args.method, "seeds": args.seeds,
@@ -196,11 +196,10 @@ def main() -> None:
         "load_average": os.getloadavg(), "machine": platform.machine(),
         "jax": jax.__version__, "date": datetime.date.today().isoformat(),
         "command": " ".join(["python"] + sys.argv)}
-    result["steady"] = steady(cfgs, ds, mesh, teacher, args.blocks, args.steps)
+    result["steady"] = steady(cfgs, exp, args.blocks, args.steps)
     print(json.dumps({"steady": result["steady"]}), flush=True)
     if not args.skip_e2e:
-      result["e2e"] = end_to_end(cfgs, ds, mesh, teacher, os.path.join(root, "e2e"),
-                                 args.e2e_repeats)
+      result["e2e"] = end_to_end(cfgs, exp, os.path.join(root, "e2e"), args.e2e_repeats)
       print(json.dumps({"e2e": result["e2e"]}), flush=True)
     result["load_average_end"] = os.getloadavg()
   finally:

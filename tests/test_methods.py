@@ -17,6 +17,7 @@ from krd_jax import __main__ as cli_lib
 from krd_jax import config as config_lib
 from krd_jax import methods
 from krd_jax import validate
+from krd_jax.experiment import Experiment
 from krd_jax.losses import long_tail
 from krd_jax.methods import base
 
@@ -111,9 +112,7 @@ def test_toy_method_runs_through_the_cli_and_a_seed_group(toy, tmp_path, capsys)
 
   # A seed group of the toy method, through the ablation runner's planning and the
   # vmapped group trainer.
-  from krd_jax import runs
   from krd_jax.train import seeds as seeds_lib
-  from krd_jax.train import teacher as teacher_lib
   base_cfg = ml_collections.ConfigDict(
       cli_lib.parse(["krd_jax", "student", f"--config={CONFIG}", f"--config.workdir={workdir}",
                      "--config.student.method=toy_gap", *FAST])[1].to_dict())
@@ -131,12 +130,11 @@ def test_toy_method_runs_through_the_cli_and_a_seed_group(toy, tmp_path, capsys)
   with pytest.raises(ValueError, match=r"methods\.toy_gap\.weight=2\.0 is not allowed"):
     ablate.plan(cfgs[0], ablate.parse_grid("methods.toy_gap.weight=2", cfgs[0]),
                 ["toy_gap"], [0], str(tmp_path / "sweep"))
-  ds = runs.load_data(cfgs[0])
-  mesh = runs.make_mesh(cfgs[0])
-  teacher = teacher_lib.ensure_teacher(cfgs[0], ds, mesh)
-  summaries = seeds_lib.train_students_parallel(
-      cfgs, ds, mesh, teacher, [str(tmp_path / f"s{s}") for s in (0, 1)],
-      str(tmp_path / "group"))
+  # Seeds in parallel through the experiment, which loads the teacher trained above.
+  exp = Experiment(cfgs[0])
+  summaries = exp.train_students_parallel(
+      cfgs, [str(tmp_path / f"s{s}") for s in (0, 1)], str(tmp_path / "group"))
+  assert not exp.teacher_trained
   assert len(summaries) == 2 and all((tmp_path / f"s{s}" / "final.json").exists()
                                      for s in (0, 1))
 

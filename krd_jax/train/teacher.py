@@ -131,19 +131,21 @@ def meta_mismatch(meta: dict, expected: dict) -> str | None:
   return None
 
 
-def ensure_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh) -> Teacher:
-  """The configured teacher: `teacher.checkpoint` if set, else workdir/teacher, trained
-  there first if no complete teacher is saved yet."""
-  run_dir = cfg.teacher.checkpoint or os.path.join(cfg.workdir, "teacher")
+def ensure_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
+                   run_dir: str | None = None) -> tuple[Teacher, bool]:
+  """The configured teacher and whether it was trained now: `teacher.checkpoint` if set,
+  else run_dir (default workdir/teacher), trained there first if no complete teacher is
+  saved yet, or rebuilt from the run's checkpoints if the saved one is corrupt."""
+  run_dir = cfg.teacher.checkpoint or run_dir or os.path.join(cfg.workdir, "teacher")
   if cfg.teacher.checkpoint:
-    return load_teacher(cfg, ds, mesh, run_dir)
+    return load_teacher(cfg, ds, mesh, run_dir), False
   if ckpt_lib.read_teacher_meta(run_dir) is not None:
     try:
-      return load_teacher(cfg, ds, mesh, run_dir)
+      return load_teacher(cfg, ds, mesh, run_dir), False
     except ckpt_lib.CorruptCheckpointError as error:
       # Our own teacher: its run's checkpoints can rebuild the final variables.
       log.warning("%s; rebuilding it from the teacher run's checkpoints", error)
-  return train_teacher(cfg, ds, mesh, run_dir)
+  return train_teacher(cfg, ds, mesh, run_dir), True
 
 
 def class_means(teacher: Teacher, cfg: ml_collections.ConfigDict, ds,

@@ -80,7 +80,7 @@ def with_seed(cfg: ml_collections.ConfigDict, seed: int) -> ml_collections.Confi
 
 
 def random_teacher(cfg, ds) -> teacher_lib.Teacher:
-  model = state_lib.build_model(cfg.teacher, ds.num_classes, state_lib.compute_dtype(cfg))
+  model = state_lib.build_model(cfg.teacher, ds.num_classes, state_lib.compute_dtype(cfg.compute_dtype))
   variables = state_lib.init_variables(model, ds.image_shape, jax.random.PRNGKey(123))
   return teacher_lib.Teacher(model, variables, meta={}, summary={})
 

@@ -100,8 +100,8 @@ class Experiment:
     if self._teacher is None:
       if checkpoints.read_teacher_meta(self.teacher_dir) is None:
         return None
-      self._teacher = teacher_lib.load_teacher(self.cfg, self.data, self.mesh,
-                                               self.teacher_dir)
+      self._teacher = teacher_lib.load_teacher(self.cfg.teacher, self.cfg.compute_dtype,
+                                               self.data, self.mesh, self.teacher_dir)
     return self._teacher
 
   def sibling(self, cfg: ml_collections.ConfigDict,
@@ -126,7 +126,7 @@ class Experiment:
 
   def preprocess(self):
     """Augmentation and normalisation of this experiment's images."""
-    return steps_lib.dataset_preprocess(self.cfg, self.data)
+    return steps_lib.dataset_preprocess(self.cfg.data, self.data, self.cfg.compute_dtype)
 
   # ---------------------------------------------------------------------- students
 

@@ -301,7 +301,7 @@ def check_teacher(cfg: ml_collections.ConfigDict, command: str) -> None:
             "this folder holds no complete one), or '' to train one in <workdir>/teacher")
     return
   mismatch = teacher_lib.meta_mismatch(meta, teacher_lib.expected_meta(
-      cfg, known_num_classes(cfg)))
+      cfg.teacher, known_num_classes(cfg)))
   if mismatch is None:
     return
   if given:

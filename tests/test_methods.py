@@ -121,7 +121,7 @@ def test_toy_method_runs_through_the_cli_and_a_seed_group(toy, tmp_path, capsys)
     cfg = ml_collections.ConfigDict(base_cfg.to_dict())
     cfg.seed = seed
     cfgs.append(cfg.lock())
-  assert seeds_lib.seed_dependence(cfgs[0]) is None
+  assert seeds_lib.seed_dependence("toy_gap", cfgs[0].methods.toy_gap.to_dict()) is None
   # The ablation runner sweeps the toy's own key, and refuses a value it does not allow.
   from krd_jax import ablate
   planned = ablate.plan(cfgs[0], ablate.parse_grid("methods.toy_gap.weight=0,0.5", cfgs[0]),

@@ -125,8 +125,8 @@ def test_sweeps_keep_convolutional_seeds_in_turn_on_cpu(tmp_path):
   """Measured on CPU: vmapped convolutions are slower than the seeds in turn."""
   from krd_jax import ablate
   cfg = _config(tmp_path, model="small_cnn")
-  assert jax.default_backend() == "cpu" and not seeds_lib.pays_off(cfg)
-  assert seeds_lib.pays_off(_config(tmp_path, model="mlp"))
+  assert jax.default_backend() == "cpu" and not seeds_lib.pays_off(cfg.student.model)
+  assert seeds_lib.pays_off(_config(tmp_path, model="mlp").student.model)
   runs_ = ablate.plan(cfg, [], ["krd"], [0, 1, 2], str(tmp_path / "w"))
   assert ablate.parallel_groups(runs_, 2) == []
   mlp_runs = ablate.plan(_config(tmp_path, model="mlp"), [], ["krd"], [0, 1, 2],

@@ -97,7 +97,8 @@ def test_student_steps_leave_teacher_bitwise_unchanged(tmp_path):
   after = _leaves(teacher.variables)
   for a, b in zip(before, after):
     assert a.tobytes() == b.tobytes()
-  saved = teacher_lib.load_teacher(cfg, ds, mesh, str(tmp_path / "teacher"))
+  saved = teacher_lib.load_teacher(cfg.teacher, cfg.compute_dtype, ds, mesh,
+                                   str(tmp_path / "teacher"))
   for a, b in zip(before, _leaves(saved.variables)):
     assert a.tobytes() == b.tobytes()
 
@@ -115,7 +116,7 @@ def test_short_digits_run_learns(tmp_path):
   untrained = state_lib.init_variables(model, ds.image_shape, jax.random.PRNGKey(0))
   from krd_jax.train import steps as steps_lib
   eval_step = steps_lib.jit_eval_step(
-      steps_lib.make_eval_step(model, steps_lib.dataset_preprocess(cfg, ds), ds.num_classes), mesh)
+      steps_lib.make_eval_step(model, steps_lib.dataset_preprocess(cfg.data, ds, cfg.compute_dtype), ds.num_classes), mesh)
   before = evaluation.evaluate(eval_step, sharding.replicate(untrained, mesh), ds, "test", mesh)
   teacher = teacher_lib.train_teacher(cfg, ds, mesh, str(tmp_path / "teacher"))
   assert teacher.summary["balanced"] > before["balanced"] + 30
@@ -246,7 +247,7 @@ def test_post_hoc_logit_adjustment_chooses_tau_on_val_only():
   cfg = _config("unused", model="mlp")
   model = state_lib.build_model(cfg.teacher, ds.num_classes, jnp.float32)
   variables = state_lib.init_variables(model, ds.image_shape, jax.random.PRNGKey(3))
-  preprocess = steps_lib.dataset_preprocess(cfg, ds)
+  preprocess = steps_lib.dataset_preprocess(cfg.data, ds, cfg.compute_dtype)
   mesh = runs.make_mesh(cfg)
   result = evaluation.post_hoc_adjusted(model, variables, preprocess, ds, mesh)
 
@@ -270,7 +271,7 @@ def test_post_hoc_logit_adjustment_chooses_tau_on_val_only():
   import types
   from krd_jax import calibration
   logits, labels = teacher_lib.split_logits(
-      types.SimpleNamespace(model=model, variables=variables), cfg, ds, mesh, "val")
+      types.SimpleNamespace(model=model, variables=variables), ds, mesh, preprocess, "val")
   np.testing.assert_array_equal(labels, ds.val_labels)
   assert calibration.post_hoc_tau(logits, labels, log_pi)[0] == best
   np.testing.assert_allclose(result["val"]["balanced"], 100 * max(val_scores), rtol=1e-6)

@@ -109,8 +109,10 @@ def parallel_groups(runs_: Sequence[Run], size: int) -> list[list[Run]]:
   and single runs, are left to `execute`)."""
   by_method: dict[str, list[Run]] = {}
   for run in runs_:
-    if (not os.path.exists(_final_path(run)) and seeds_lib.seed_dependence(run.cfg) is None
-        and seeds_lib.pays_off(run.cfg)):
+    hparams = run.cfg.methods[run.method].to_dict()
+    if (not os.path.exists(_final_path(run))
+        and seeds_lib.seed_dependence(run.method, hparams) is None
+        and seeds_lib.pays_off(run.cfg.student.model)):
       by_method.setdefault(run.method, []).append(run)
   groups = []
   for members in by_method.values():
@@ -144,7 +146,8 @@ def _train_all(all_runs: list[Run], experiments: Experiments, workdir: str,
   # the per-step bars of each run stay hidden) shows where a long sweep is.
   bar = tqdm(total=len(all_runs), desc="ablation runs", unit="run", disable=not progress,
              dynamic_ncols=True)
-  if parallel_seeds > 1 and any(not seeds_lib.pays_off(r.cfg) for r in all_runs):
+  if parallel_seeds > 1 and any(not seeds_lib.pays_off(r.cfg.student.model)
+                                for r in all_runs):
     tqdm.write("--parallel-seeds: convolutional students on CPU run their seeds in turn "
                "(vmapped, XLA:CPU runs their convolutions 2x slower; benchmarks/RESULTS.md)")
   for _, cell_runs in itertools.groupby(all_runs, key=lambda r: r.cell):

@@ -10,6 +10,8 @@ folded with the step.
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 from typing import Any, Callable
 
@@ -35,15 +37,31 @@ class NonFiniteLossError(RuntimeError):
   """The loss became NaN or Inf; the last good checkpoint was left untouched."""
 
 
-def fit(*, run_dir: str, cfg: ml_collections.ConfigDict, role_cfg: ml_collections.ConfigDict,
-        state: TrainState, step_fn: Callable, eval_fn: Callable[[TrainState, str], dict],
-        loader, rng: jax.Array, desc: str, select_split: str) -> TrainState:
-  """Runs (or resumes) the `role_cfg.epochs` epochs of one run; returns the final state.
+@dataclasses.dataclass(frozen=True)
+class Cadence:
+  """When a run logs, evaluates and checkpoints: the run-wide config fields `fit` reads
+  (made once where a run starts, `Cadence.of(cfg)`)."""
+  log_every_steps: int
+  eval_every_epochs: int
+  checkpoint_every_epochs: int
+  checkpoint_every_steps: int = 0
+  keep_checkpoints: int = 2
+  progress: bool = True
 
-  Logs train metrics every `cfg.log_every_steps`; evaluates on `select_split` every
-  `cfg.eval_every_epochs` and at checkpoints (the "best" checkpoint is ranked by that
-  split's balanced accuracy); checkpoints every `cfg.checkpoint_every_steps` steps if
-  set, else every `cfg.checkpoint_every_epochs`, and at the end. The loss is checked
+  @classmethod
+  def of(cls, cfg: ml_collections.ConfigDict) -> "Cadence":
+    return cls(**{f.name: cfg[f.name] for f in dataclasses.fields(cls)})
+
+
+def fit(*, run_dir: str, cadence: Cadence, epochs: int, state: TrainState,
+        step_fn: Callable, eval_fn: Callable[[TrainState, str], dict], loader,
+        rng: jax.Array, desc: str, select_split: str) -> TrainState:
+  """Runs (or resumes) the `epochs` epochs of one run; returns the final state.
+
+  Logs train metrics every `cadence.log_every_steps`; evaluates on `select_split` every
+  `cadence.eval_every_epochs` and at checkpoints (the "best" checkpoint is ranked by that
+  split's balanced accuracy); checkpoints every `cadence.checkpoint_every_steps` steps if
+  set, else every `cadence.checkpoint_every_epochs`, and at the end. The loss is checked
   for NaN/Inf at each log and before each save, so a NaN state is never saved.
 
   Raises:
@@ -53,15 +71,15 @@ def fit(*, run_dir: str, cfg: ml_collections.ConfigDict, role_cfg: ml_collection
     checkpoints.CheckpointWriteError: a save failed (e.g. a full disk).
   """
   checkpoints = ckpt_lib.RunCheckpoints(os.path.join(run_dir, "checkpoints"),
-                                        keep=cfg.keep_checkpoints)
+                                        keep=cadence.keep_checkpoints)
   run_log = RunLog(run_dir)
-  spe, every_steps = loader.steps_per_epoch, cfg.checkpoint_every_steps
-  total = spe * role_cfg.epochs
+  spe, every_steps = loader.steps_per_epoch, cadence.checkpoint_every_steps
+  total = spe * epochs
   state, window = _restore(checkpoints, state)
   step = first = int(jax.device_get(state.step))
   bar = tqdm(total=total, initial=step, desc=desc, unit="step", leave=False,
              # None: only on a terminal; one bar per job, not per process.
-             disable=None if cfg.progress and distributed.is_primary() else True,
+             disable=None if cadence.progress and distributed.is_primary() else True,
              dynamic_ncols=True)
 
   def last_good() -> str:
@@ -91,7 +109,7 @@ def fit(*, run_dir: str, cfg: ml_collections.ConfigDict, role_cfg: ml_collection
   try:
     with preemption.armed():
       for batch in loader_lib.batches_from(loader, step, total):
-        if preemption.agreed(step, cfg.log_every_steps, force_sync=step == first):
+        if preemption.agreed(step, cadence.log_every_steps, force_sync=step == first):
           if any(m["nonfinite"] for m in jax.device_get(window)):
             log_train()  # Raises: a NaN state is never saved.
           if step > 0 and checkpoints.latest_step != step:  # no eval: seconds, not minutes
@@ -107,9 +125,9 @@ def fit(*, run_dir: str, cfg: ml_collections.ConfigDict, role_cfg: ml_collection
         epoch_end, epoch = step % spe == 0, step // spe
         save_mid = bool(every_steps) and step % every_steps == 0 and step < total
         save_end = epoch_end and (step == total or (
-            not every_steps and epoch % cfg.checkpoint_every_epochs == 0))
-        eval_due = epoch_end and epoch % cfg.eval_every_epochs == 0
-        if step % cfg.log_every_steps == 0 or save_mid or save_end or eval_due:
+            not every_steps and epoch % cadence.checkpoint_every_epochs == 0))
+        eval_due = epoch_end and epoch % cadence.eval_every_epochs == 0
+        if step % cadence.log_every_steps == 0 or save_mid or save_end or eval_due:
           log_train()
         if save_mid:
           save(evaluate())

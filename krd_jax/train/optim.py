@@ -9,58 +9,58 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 
 
-def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
+def make_schedule(optim_cfg: ml_collections.ConfigDict, steps_per_epoch: int,
                   epochs: int) -> optax.Schedule:
   """Linear warm-up, then cosine decay to zero, step decay, or a constant rate.
 
   Args:
-    cfg: an `optim_config()` dict (lr, schedule, warmup_epochs, step_epochs, step_gamma).
+    optim_cfg: an `optim_config()` dict (lr, schedule, warmup_epochs, step_epochs, step_gamma).
     steps_per_epoch: optimiser steps per epoch.
     epochs: length of the run.
 
   Returns:
     An optax schedule: step -> learning rate.
   """
-  if cfg.schedule not in SCHEDULES:
-    raise ValueError(f"optim.schedule={cfg.schedule!r}; allowed: {', '.join(SCHEDULES)}")
+  if optim_cfg.schedule not in SCHEDULES:
+    raise ValueError(f"optim.schedule={optim_cfg.schedule!r}; allowed: {', '.join(SCHEDULES)}")
   total = steps_per_epoch * epochs
-  warmup = steps_per_epoch * cfg.warmup_epochs
-  if cfg.schedule == "cosine":
-    main = optax.cosine_decay_schedule(cfg.lr, max(total - warmup, 1))
-  elif cfg.schedule == "step":
+  warmup = steps_per_epoch * optim_cfg.warmup_epochs
+  if optim_cfg.schedule == "cosine":
+    main = optax.cosine_decay_schedule(optim_cfg.lr, max(total - warmup, 1))
+  elif optim_cfg.schedule == "step":
     main = optax.piecewise_constant_schedule(
-        cfg.lr, {steps_per_epoch * e - warmup: cfg.step_gamma for e in cfg.step_epochs})
+        optim_cfg.lr, {steps_per_epoch * e - warmup: optim_cfg.step_gamma for e in optim_cfg.step_epochs})
   else:
-    main = optax.constant_schedule(cfg.lr)
+    main = optax.constant_schedule(optim_cfg.lr)
   if warmup == 0:
     return main
   return optax.join_schedules(
-      [optax.linear_schedule(0.0, cfg.lr, warmup), main], [warmup])
+      [optax.linear_schedule(0.0, optim_cfg.lr, warmup), main], [warmup])
 
 
-def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
+def make_optimizer(optim_cfg: ml_collections.ConfigDict, steps_per_epoch: int,
                    epochs: int) -> optax.GradientTransformation:
   """SGD with momentum and (coupled, PyTorch-style) weight decay, Adam or AdamW.
 
   Args:
-    cfg: an `optim_config()` dict.
+    optim_cfg: an `optim_config()` dict.
     steps_per_epoch: optimiser steps per epoch.
     epochs: length of the run.
 
   Returns:
     An optax GradientTransformation.
   """
-  if cfg.name not in OPTIMIZERS:
-    raise ValueError(f"optim.name={cfg.name!r}; allowed: {', '.join(OPTIMIZERS)}")
-  schedule = make_schedule(cfg, steps_per_epoch, epochs)
-  if cfg.name == "adamw":
-    return optax.adamw(schedule, weight_decay=cfg.weight_decay)
-  if cfg.name == "adam":
+  if optim_cfg.name not in OPTIMIZERS:
+    raise ValueError(f"optim.name={optim_cfg.name!r}; allowed: {', '.join(OPTIMIZERS)}")
+  schedule = make_schedule(optim_cfg, steps_per_epoch, epochs)
+  if optim_cfg.name == "adamw":
+    return optax.adamw(schedule, weight_decay=optim_cfg.weight_decay)
+  if optim_cfg.name == "adam":
     base = optax.adam(schedule)
   else:
-    base = optax.sgd(schedule, momentum=cfg.momentum or None, nesterov=cfg.nesterov)
-  if cfg.weight_decay:
+    base = optax.sgd(schedule, momentum=optim_cfg.momentum or None, nesterov=optim_cfg.nesterov)
+  if optim_cfg.weight_decay:
     # Coupled L2 as torch.optim.SGD(weight_decay=...): decay joins the gradient
     # before momentum, which is what the CIFAR KD recipes were tuned with.
-    return optax.chain(optax.add_decayed_weights(cfg.weight_decay), base)
+    return optax.chain(optax.add_decayed_weights(optim_cfg.weight_decay), base)
   return base

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -45,11 +45,12 @@ from krd_jax.train.teacher import Teacher
 SEED_AXIS = 0
 
 
-def seed_dependence(cfg: ml_collections.ConfigDict) -> str | None:
-  """None if every seed of the student run shares one objective (a vmapped group
-  needs that), else why not (the method says: KRDistill with random anchors)."""
-  method = methods.get(cfg.student.method)
-  return method.seed_dependence(method.check(cfg.methods[method.name].to_dict()))
+def seed_dependence(method: str, hparams: Mapping[str, Any]) -> str | None:
+  """None if every seed of a `method` student run with `hparams` (`config.methods.
+  <method>`) shares one objective (a vmapped group needs that), else why not (the
+  method says: KRDistill with random anchors)."""
+  method_ = methods.get(method)
+  return method_.seed_dependence(method_.check(dict(hparams)))
 
 
 def check_group(cfgs: Sequence[ml_collections.ConfigDict]) -> None:
@@ -71,7 +72,8 @@ def check_group(cfgs: Sequence[ml_collections.ConfigDict]) -> None:
     if other != first:
       keys = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
       raise ValueError(f"parallel seeds: the runs differ in {keys}, not only in seed")
-  reason = seed_dependence(cfgs[0])
+  reason = seed_dependence(cfgs[0].student.method,
+                           cfgs[0].methods[cfgs[0].student.method].to_dict())
   if reason:
     raise ValueError(f"parallel seeds: {reason}")
 
@@ -93,12 +95,12 @@ def _state_axes() -> TrainState:
                     opt_state=SEED_AXIS, teacher=None)
 
 
-def pays_off(cfg: ml_collections.ConfigDict) -> bool:
+def pays_off(student_model: str) -> bool:
   """Whether vmapping this run's seeds is expected to be faster than running them in
   turn: not for convolutional students on CPU, where XLA:CPU runs seed-batched
   convolutions as grouped ones (ResNet-8 on 2 cores: 0.53x the speed of the seeds in
   turn; seed after seed inside one program, `lax.map`, 0.69x: benchmarks/RESULTS.md)."""
-  return not (jax.default_backend() == "cpu" and cfg.student.model != "mlp")
+  return not (jax.default_backend() == "cpu" and student_model != "mlp")
 
 
 def jit_seed_step(step: Callable, mesh: Mesh, donate: bool = True) -> Callable:
@@ -218,7 +220,8 @@ def train_students_parallel(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh:
   group_json = {**run_dir_lib.role_json(cfgs[0], "student"), "seed": None, "seeds": seeds}
   run_dir_lib.check_run_dir(group_dir, group_json)
   scfg = cfgs[0].student
-  state = loop.fit(run_dir=group_dir, cfg=cfgs[0], role_cfg=scfg, state=state,
+  state = loop.fit(run_dir=group_dir, cadence=loop.Cadence.of(cfgs[0]),
+                   epochs=scfg.epochs, state=state,
                    step_fn=step_fn, eval_fn=eval_fn,
                    loader=StackedLoader([s.loader for s in setups], mesh), rng=rngs,
                    desc=f"student {scfg.model} {scfg.method} x{len(seeds)} seeds",
@@ -228,7 +231,7 @@ def train_students_parallel(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh:
   vals = vals or [None] * len(seeds)
   # Each seed's post-hoc logit adjustment, as a solo run records it (the bar includes
   # the best plain student, adjusted).
-  preprocess = steps_lib.dataset_preprocess(cfgs[0], ds)
+  preprocess = first.preprocess
   post_hoc_step = evaluation.post_hoc_step(first.model, preprocess, ds, mesh)  # one compile
   variables = state.model_variables()
   for i, (run_dir, setup, test, val) in enumerate(zip(run_dirs, setups, tests, vals)):

@@ -52,11 +52,11 @@ def create_state(params: Any, batch_stats: Any, tx: optax.GradientTransformation
                     opt_state=tx.init(params), teacher=teacher)
 
 
-def compute_dtype(cfg: ml_collections.ConfigDict) -> jnp.dtype:
-  """The run's compute dtype (parameters stay float32)."""
-  if cfg.compute_dtype not in ("float32", "bfloat16"):
-    raise ValueError(f"compute_dtype={cfg.compute_dtype!r}; allowed: float32, bfloat16")
-  return jnp.dtype(cfg.compute_dtype)
+def compute_dtype(name: str) -> jnp.dtype:
+  """The run's compute dtype from `config.compute_dtype` (parameters stay float32)."""
+  if name not in ("float32", "bfloat16"):
+    raise ValueError(f"compute_dtype={name!r}; allowed: float32, bfloat16")
+  return jnp.dtype(name)
 
 
 def build_model(role_cfg: ml_collections.ConfigDict, num_classes: int,

@@ -42,10 +42,12 @@ def make_preprocess(mean: np.ndarray, std: np.ndarray, crop_pad: int, flip: bool
   return preprocess
 
 
-def dataset_preprocess(cfg, ds) -> Callable[[jax.Array, jax.Array | None], jax.Array]:
-  """`make_preprocess` with the dataset's mean / std and the config's augmentation."""
-  return make_preprocess(ds.mean, ds.std, cfg.data.crop_pad, cfg.data.flip,
-                         state_lib.compute_dtype(cfg))
+def dataset_preprocess(data_cfg, ds, dtype: str
+                       ) -> Callable[[jax.Array, jax.Array | None], jax.Array]:
+  """`make_preprocess` with the dataset's mean / std, `config.data`'s augmentation and
+  the compute dtype's name (`config.compute_dtype`)."""
+  return make_preprocess(ds.mean, ds.std, data_cfg.crop_pad, data_cfg.flip,
+                         state_lib.compute_dtype(dtype))
 
 
 def _apply_train(model: nn.Module, params: Any, batch_stats: Any, x: jax.Array):

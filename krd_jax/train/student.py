@@ -35,21 +35,22 @@ from krd_jax.train import teacher as teacher_lib
 from krd_jax.train.state import TrainState
 
 
-def method_constants(cfg: ml_collections.ConfigDict, teacher: teacher_lib.Teacher | None,
-                     ds, mesh: Mesh) -> dict:
-  """The per-run constants of `cfg.student.method` (KRDistill: its ETF anchors)."""
-  method = methods.get(cfg.student.method)
+def method_constants(method: methods.Method, hparams: dict, seed: int, batch_size: int,
+                     teacher: teacher_lib.Teacher | None, ds, mesh: Mesh,
+                     preprocess: Callable) -> dict:
+  """The per-run constants of `method` with `hparams` (KRDistill: its ETF anchors, its
+  tau fitted on the validation split), for a student of `seed` and `batch_size`."""
   val_logits = None
   if teacher is not None and evaluation.has_val(ds):
-    val_logits = functools.cache(
-        functools.partial(teacher_lib.split_logits, teacher, cfg, ds, mesh, "val"))
+    val_logits = functools.cache(functools.partial(
+        teacher_lib.split_logits, teacher, ds, mesh, preprocess, "val"))
   context = methods.RunContext(
-      num_classes=ds.num_classes, seed=cfg.seed,
-      class_means=functools.cache(
-          functools.partial(teacher_lib.class_means, teacher, cfg, ds, mesh)),
-      steps_per_epoch=ds.num_train // cfg.student.batch_size, val_logits=val_logits,
+      num_classes=ds.num_classes, seed=seed,
+      class_means=functools.cache(functools.partial(
+          teacher_lib.class_means, teacher, ds, mesh, preprocess, seed)),
+      steps_per_epoch=ds.num_train // batch_size, val_logits=val_logits,
       train_counts=ds.train_counts)
-  return method.constants(method.check(cfg.methods[method.name].to_dict()), context)
+  return method.constants(method.check(hparams), context)
 
 
 @dataclasses.dataclass
@@ -65,6 +66,7 @@ class StudentSetup:
     eval_step: the unjitted evaluation step of the student model.
     constants: the method's per-run constants (ETF anchors for krd).
     model: the student's Flax module.
+    preprocess: augmentation and normalisation of its images.
   """
   loader: loader_lib.DatasetLoader
   state: TrainState
@@ -74,6 +76,7 @@ class StudentSetup:
   eval_step: Callable
   constants: dict
   model: nn.Module
+  preprocess: Callable
 
 
 def student_setup(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
@@ -88,13 +91,16 @@ def student_setup(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
   """
   scfg = cfg.student
   method = methods.get(scfg.method)
+  hparams = cfg.methods[scfg.method].to_dict()
+  preprocess = steps_lib.dataset_preprocess(cfg.data, ds, cfg.compute_dtype)
   if constants is None:
-    constants = method_constants(cfg, teacher, ds, mesh)
-  objective = method.objective(ds.train_counts, cfg.methods[scfg.method].to_dict(),
-                               constants)
+    constants = method_constants(method, hparams, cfg.seed, scfg.batch_size, teacher, ds,
+                                 mesh, preprocess)
+  objective = method.objective(ds.train_counts, hparams, constants)
   if objective.needs_teacher and teacher is None:
     raise ValueError(f"student.method={scfg.method!r} needs a teacher")
-  model = state_lib.build_model(scfg, ds.num_classes, state_lib.compute_dtype(cfg))
+  model = state_lib.build_model(scfg, ds.num_classes,
+                                state_lib.compute_dtype(cfg.compute_dtype))
   loader = loader_lib.DatasetLoader(ds, scfg.batch_size, mesh, cfg.seed)
   tx = optim.make_optimizer(scfg.optim, loader.steps_per_epoch, scfg.epochs)
   rng_init, rng_method, rng_train = jax.random.split(jax.random.PRNGKey(cfg.seed + 1), 3)
@@ -105,7 +111,6 @@ def student_setup(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
     params["method"] = objective.init_params(
         rng_method, _feature_width(model, variables, ds.image_shape),
         _feature_width(teacher_model, teacher and teacher.variables, ds.image_shape))
-  preprocess = steps_lib.dataset_preprocess(cfg, ds)
   return StudentSetup(
       loader=loader,
       state=state_lib.create_state(params, variables["batch_stats"], tx),
@@ -113,10 +118,10 @@ def student_setup(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
       rng=rng_train,
       step=steps_lib.make_student_step(
           model, teacher_model, objective, tx, preprocess,
-          method.warmup_epochs(cfg.methods[scfg.method].to_dict(),
-                               scfg.distill_warmup_epochs) * loader.steps_per_epoch),
+          method.warmup_epochs(hparams, scfg.distill_warmup_epochs) *
+          loader.steps_per_epoch),
       eval_step=steps_lib.make_eval_step(model, preprocess, ds.num_classes),
-      constants=constants, model=model)
+      constants=constants, model=model, preprocess=preprocess)
 
 
 def _feature_width(model: nn.Module | None, variables: Any, image_shape) -> int | None:
@@ -173,12 +178,12 @@ def train_student(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
   # Only now is anything written: every check above runs first.
   run_dir_lib.check_run_dir(run_dir, run_dir_lib.role_json(cfg, "student"))
   if evaluate_only:
-    result = _evaluate_checkpoint(cfg, state, run_dir, eval_fn, ds)
+    result = _evaluate_checkpoint(cfg.keep_checkpoints, state, run_dir, eval_fn, ds)
     result["post_hoc"] = evaluation.post_hoc_adjusted(
-        setup.model, result.pop("variables"), steps_lib.dataset_preprocess(cfg, ds), ds,
-        mesh)
+        setup.model, result.pop("variables"), setup.preprocess, ds, mesh)
     return result
-  state = loop.fit(run_dir=run_dir, cfg=cfg, role_cfg=scfg, state=state, step_fn=step_fn,
+  state = loop.fit(run_dir=run_dir, cadence=loop.Cadence.of(cfg), epochs=scfg.epochs,
+                   state=state, step_fn=step_fn,
                    eval_fn=eval_fn, loader=setup.loader, rng=setup.rng,
                    desc=f"student {scfg.model} {scfg.method}",
                    select_split=evaluation.select_split(ds))
@@ -186,7 +191,7 @@ def train_student(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
   # Post-hoc logit adjustment of every student (tau chosen on val): the bar a
   # distillation method must beat includes the best plain student, adjusted.
   post_hoc = evaluation.post_hoc_adjusted(
-      setup.model, state.model_variables(), steps_lib.dataset_preprocess(cfg, ds), ds, mesh)
+      setup.model, state.model_variables(), setup.preprocess, ds, mesh)
   hooks.reached("student_final")
   write_final(run_dir, scfg, test, val, post_hoc, setup.constants)
   return test
@@ -202,11 +207,11 @@ def write_final(run_dir: str, scfg, test: dict, val: dict | None, post_hoc: dict
        "post_hoc": post_hoc, "fitted": scalar_constants(constants), **extra})
 
 
-def _evaluate_checkpoint(cfg, state: TrainState, run_dir: str, eval_fn: Callable,
-                         ds) -> dict:
+def _evaluate_checkpoint(keep_checkpoints: int, state: TrainState, run_dir: str,
+                         eval_fn: Callable, ds) -> dict:
   """Test (and validation) summaries of the newest intact checkpoint in run_dir."""
   checkpoints = ckpt_lib.RunCheckpoints(os.path.join(run_dir, "checkpoints"),
-                                        keep=cfg.keep_checkpoints)
+                                        keep=keep_checkpoints)
   try:
     restored = checkpoints.restore_latest(state)
   finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -47,7 +47,8 @@ class Teacher:
 def train_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, run_dir: str) -> Teacher:
   """Trains the teacher of `cfg.teacher` on `ds` (resuming if interrupted) and saves it."""
   tcfg = cfg.teacher
-  model = state_lib.build_model(tcfg, ds.num_classes, state_lib.compute_dtype(cfg))
+  model = state_lib.build_model(tcfg, ds.num_classes,
+                                state_lib.compute_dtype(cfg.compute_dtype))
   loader = loader_lib.DatasetLoader(ds, tcfg.batch_size, mesh, cfg.seed)
   tx = optim.make_optimizer(tcfg.optim, loader.steps_per_epoch, tcfg.epochs)
   rng_init, rng_train = jax.random.split(jax.random.PRNGKey(cfg.seed))
@@ -65,7 +66,7 @@ def train_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, run_dir: str) 
       return jnp.asarray(ones)
     return jnp.where(step >= drw_step, drw, ones)
 
-  preprocess = steps_lib.dataset_preprocess(cfg, ds)
+  preprocess = steps_lib.dataset_preprocess(cfg.data, ds, cfg.compute_dtype)
   step_fn = steps_lib.jit_train_step(
       steps_lib.make_teacher_step(model, loss_fn, tx, preprocess, class_weights_fn), mesh)
   eval_step = steps_lib.jit_eval_step(
@@ -76,7 +77,8 @@ def train_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, run_dir: str) 
 
   # Only now is anything written: every check above runs first.
   run_dir_lib.check_run_dir(run_dir, run_dir_lib.role_json(cfg, "teacher"))
-  state = loop.fit(run_dir=run_dir, cfg=cfg, role_cfg=tcfg, state=state, step_fn=step_fn,
+  state = loop.fit(run_dir=run_dir, cadence=loop.Cadence.of(cfg), epochs=tcfg.epochs,
+                   state=state, step_fn=step_fn,
                    eval_fn=eval_fn, loader=loader, rng=rng_train,
                    desc=f"teacher {tcfg.model}", select_split=evaluation.select_split(ds))
   test, val = evaluation.test_and_val(lambda split: eval_fn(state, split), ds)
@@ -88,17 +90,18 @@ def train_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, run_dir: str) 
   return Teacher(model, state.model_variables(), meta, test)
 
 
-def load_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, run_dir: str) -> Teacher:
-  """Loads a saved teacher, refusing one of another model, dataset or class count."""
+def load_teacher(tcfg: ml_collections.ConfigDict, dtype: str, ds, mesh: Mesh,
+                 run_dir: str) -> Teacher:
+  """Loads a saved teacher of `config.teacher` computing in `dtype`
+  (`config.compute_dtype`), refusing one of another model, dataset or class count."""
   meta = ckpt_lib.read_teacher_meta(run_dir)
   if meta is None:
     raise FileNotFoundError(f"no complete teacher in {run_dir} (teacher.json missing)")
-  tcfg = cfg.teacher
-  mismatch = meta_mismatch(meta, expected_meta(cfg, ds.num_classes, ds.train_counts))
+  mismatch = meta_mismatch(meta, expected_meta(tcfg, ds.num_classes, ds.train_counts))
   if mismatch:
     raise checks.InputError(f"config.teacher.checkpoint={run_dir!r}: the teacher there "
                             f"does not match; allowed: a teacher with {mismatch}")
-  model = state_lib.build_model(tcfg, ds.num_classes, state_lib.compute_dtype(cfg))
+  model = state_lib.build_model(tcfg, ds.num_classes, state_lib.compute_dtype(dtype))
   abstract = jax.eval_shape(lambda: state_lib.init_variables(model, ds.image_shape,
                                                              jax.random.PRNGKey(0)))
   abstract = jax.tree.map(
@@ -108,11 +111,11 @@ def load_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, run_dir: str) -
   return Teacher(model, variables, meta, meta["test"])
 
 
-def expected_meta(cfg: ml_collections.ConfigDict, num_classes: int | None,
+def expected_meta(tcfg: ml_collections.ConfigDict, num_classes: int | None,
                   train_counts: Any = None) -> dict:
-  """What a saved teacher's metadata must say to be reused by `cfg` (None: unknown yet,
-  not compared)."""
-  return {"model": cfg.teacher.model, "model_kwargs": cfg.teacher.model_kwargs.to_dict(),
+  """What a saved teacher's metadata must say to be reused by a run of `config.teacher`
+  (None: unknown yet, not compared)."""
+  return {"model": tcfg.model, "model_kwargs": tcfg.model_kwargs.to_dict(),
           "num_classes": num_classes,
           "train_counts": None if train_counts is None else np.asarray(train_counts).tolist()}
 
@@ -138,37 +141,36 @@ def ensure_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
   saved yet, or rebuilt from the run's checkpoints if the saved one is corrupt."""
   run_dir = cfg.teacher.checkpoint or run_dir or os.path.join(cfg.workdir, "teacher")
   if cfg.teacher.checkpoint:
-    return load_teacher(cfg, ds, mesh, run_dir), False
+    return load_teacher(cfg.teacher, cfg.compute_dtype, ds, mesh, run_dir), False
   if ckpt_lib.read_teacher_meta(run_dir) is not None:
     try:
-      return load_teacher(cfg, ds, mesh, run_dir), False
+      return load_teacher(cfg.teacher, cfg.compute_dtype, ds, mesh, run_dir), False
     except ckpt_lib.CorruptCheckpointError as error:
       # Our own teacher: its run's checkpoints can rebuild the final variables.
       log.warning("%s; rebuilding it from the teacher run's checkpoints", error)
   return train_teacher(cfg, ds, mesh, run_dir), True
 
 
-def class_means(teacher: Teacher, cfg: ml_collections.ConfigDict, ds,
-                mesh: Mesh) -> np.ndarray:
+def class_means(teacher: Teacher, ds, mesh: Mesh, preprocess: Callable,
+                seed: int) -> np.ndarray:
   """Per-class mean of the teacher's features on the training set [C, d] (unaugmented
-  where the dataset is in memory; one augmented epoch where it is streamed)."""
-  preprocess = steps_lib.dataset_preprocess(cfg, ds)
+  where the dataset is in memory; one augmented epoch, in `seed`'s order, where it is
+  streamed)."""
   step = steps_lib.jit_eval_step(
       steps_lib.make_feature_sum_step(teacher.model, preprocess, ds.num_classes), mesh)
   sums = counts = 0.0
   for batch in loader_lib.train_eval_batches(ds, evaluation.eval_batch_size(mesh), mesh,
-                                             cfg.seed):
+                                             seed):
     s, c = step(teacher.variables, batch)
     sums, counts = sums + s, counts + c
   sums, counts = jax.device_get((sums, counts))
   return np.asarray(sums, np.float64) / np.asarray(counts, np.float64)[:, None]
 
 
-def split_logits(teacher: Teacher, cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
+def split_logits(teacher: Teacher, ds, mesh: Mesh, preprocess: Callable,
                  split: str = "val") -> tuple[np.ndarray, np.ndarray]:
   """The teacher's logits [N, C] (float64, inference mode) and labels [N] on `split`."""
-  step = steps_lib.jit_eval_step(
-      steps_lib.make_logits_step(teacher.model, steps_lib.dataset_preprocess(cfg, ds)), mesh)
+  step = steps_lib.jit_eval_step(steps_lib.make_logits_step(teacher.model, preprocess), mesh)
   logits, labels = [], []
   for batch in loader_lib.eval_batches(ds, split, evaluation.eval_batch_size(mesh), mesh):
     z, y, mask = jax.device_get(step(teacher.variables, batch))

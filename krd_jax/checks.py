@@ -8,8 +8,9 @@ config module, the methods and the data layer each check what they own with thes
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any
+from typing import Any, Callable, Mapping
 
 
 class InputError(ValueError):
@@ -50,3 +51,65 @@ def describe_range(low: float | None = None, high: float | None = None, *,
   if high is not None:
     parts.append(f"{'<' if high_open else '<='} {high:g}")
   return "a number " + " and ".join(parts) if parts else "a finite number"
+
+
+# (hyper-parameters with defaults filled in, whether the run has a balanced validation
+# split) -> None where a knob acts, else the setting that makes it act ("use_rrd=True").
+ActsRule = Callable[[Mapping[str, Any], bool], "str | None"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+  """One setting (a config field or a method's hyper-parameter): its default, what it
+  means, what is allowed and when it acts. Declared once; defaults, validation, the
+  CLI's refusals and the docs all read it.
+
+  A bool default allows True / False; `choices` a fixed set; a str default any string
+  (non-empty with `nonempty`); a tuple default a tuple or list, a dict default a
+  mapping (their items are checked where they are used: krd_jax.validate); an int default an integer within the optional
+  bounds; otherwise a finite number within them. `acts` (an `ActsRule`, e.g.
+  `methods.base.acts_with(use_rrd=True)`) says when the knob changes the run; None:
+  always. An override or a sweep of a knob that would not act is refused
+  (krd_jax.validate.check_knobs_act).
+  """
+  default: Any
+  doc: str = ""
+  low: float | None = None
+  high: float | None = None
+  low_open: bool = False
+  high_open: bool = False
+  choices: tuple[Any, ...] | None = None
+  acts: ActsRule | None = None
+  nonempty: bool = False
+
+  def accepts(self, value: Any) -> bool:
+    if self.choices is not None:
+      return value in self.choices
+    if isinstance(self.default, bool):
+      return isinstance(value, bool)
+    if isinstance(self.default, str):
+      return isinstance(value, str) and bool(value or not self.nonempty)
+    if isinstance(self.default, tuple):
+      return isinstance(value, (tuple, list))
+    if isinstance(self.default, dict):
+      return hasattr(value, "keys")
+    if is_int(self.default) and not is_int(value):
+      return False
+    return in_range(value, self.low, self.high, low_open=self.low_open,
+                    high_open=self.high_open)
+
+  def allowed(self) -> str:
+    if self.choices is not None:
+      return "one of " + ", ".join(map(str, self.choices))
+    if isinstance(self.default, bool):
+      return "True or False"
+    if isinstance(self.default, str):
+      return "a non-empty string" if self.nonempty else "a string"
+    if isinstance(self.default, tuple):
+      return "a tuple"
+    if isinstance(self.default, dict):
+      return "a mapping"
+    described = describe_range(self.low, self.high, low_open=self.low_open,
+                               high_open=self.high_open)
+    return described.replace("a number", "an integer", 1) if is_int(
+        self.default) else described

@@ -9,6 +9,7 @@ checked against their allowed ranges by `krd_jax.validate` before a run starts.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from typing import Any
@@ -18,87 +19,190 @@ import ml_collections
 from krd_jax import checks
 from krd_jax import distributed
 from krd_jax import methods
+from krd_jax.data import profiles
+from krd_jax.data import sources
+from krd_jax.losses import registry as losses
+from krd_jax.models import registry as models
+from krd_jax.train import metrics
+from krd_jax.train import optim
+
+Param = checks.Param
+
+# Every field of a run's config: its default, its meaning and what is allowed, declared
+# once. `default_config()` is built from here, `krd_jax.validate` checks each value
+# against its Param (and adds the checks that need several fields or the machine:
+# batch sizes against the devices, milestones against the epochs, files on disk), and
+# docs/config.md is written from here (`fields_markdown`). Method knobs live with their
+# methods (`methods.<name>`).
+RUN_FIELDS = {
+    "workdir": Param("runs/digits_lt", "where the teacher and the student runs are "
+                     "written", nonempty=True),
+    "seed": Param(0, "seeds the model's initialisation, the data order and the "
+                  "augmentation (the teacher of a sweep: the base config's)", low=0),
+    "num_devices": Param(0, "devices the batch is split over; 0: every device JAX sees "
+                         "(at most those)", low=0),
+    "compute_dtype": Param("float32", "compute dtype (parameters stay float32)",
+                           choices=("float32", "bfloat16")),
+}
+
+DATA_FIELDS = {
+    "name": Param("digits_lt", "the data source", choices=sources.DATASET_NAMES),
+    "imbalance": Param(50.0, "imbalance factor: largest / smallest class count", low=1.0),
+    "profile": Param("exp", "long-tail profile: exponential or step",
+                     choices=profiles.PROFILES),
+    "seed": Param(0, "which images each class keeps (the subsampling's seed)", low=0),
+    "val_per_class": Param(0, "balanced validation images per class, kept out of "
+                           "training (model selection, fitted tau); 0: none", low=0),
+    "n_max": Param(0, "head-class images; 0: the dataset's default", low=0),
+    "image_size": Param(0, "streaming sources' output side; 0: their default", low=0),
+    "streaming": Param(False, "image_folder only: stream files via tf.data, no "
+                       "subsampling"),
+    "data_dir": Param("", "the image root folder (image_folder, imagenet_lt, places_lt)"),
+    "split_list_dir": Param("", "folder of ImageNet-LT / Places-LT split lists"),
+    "cache_dir": Param("", "where decoded arrays are cached; '': ~/.cache/krd_jax"),
+    "crop_pad": Param(0, "random-crop padding in pixels (4 for CIFAR)", low=0),
+    "flip": Param(False, "horizontal flips (never for digits)"),
+    "group_split": Param("tercile", "groups in reports: absolute (many / medium / few "
+                         "shots) or tercile (classes ranked by count)",
+                         choices=metrics.GROUP_SPLITS),
+}
+
+OPTIM_FIELDS = {
+    "name": Param("sgd", "optimiser", choices=optim.OPTIMIZERS),
+    "lr": Param(0.1, "peak learning rate", low=0.0, low_open=True),
+    "momentum": Param(0.9, "SGD momentum", low=0.0, high=1.0, high_open=True),
+    "nesterov": Param(False, "Nesterov momentum"),
+    "weight_decay": Param(5e-4, "weight decay", low=0.0),
+    "schedule": Param("cosine", "learning-rate schedule", choices=optim.SCHEDULES),
+    "warmup_epochs": Param(0, "linear learning-rate warm-up (at most the role's "
+                           "epochs)", low=0),
+    "step_epochs": Param((), "epochs where a step schedule multiplies lr by step_gamma "
+                         "(each in [1, epochs - 1])"),
+    "step_gamma": Param(0.1, "the step schedule's factor", low=0.0, low_open=True),
+}
+
+
+def role_fields(role: str, model: str, width: int) -> dict[str, Param]:
+  """The fields of the teacher or the student section (models and defaults differ)."""
+  fields = {
+      "model": Param(model, "the model (krd_jax.models)", choices=tuple(models.model_names())),
+      "model_kwargs": Param({"width": width}, "the model's arguments (e.g. width)"),
+  }
+  if role == "teacher":
+    fields.update(
+        loss=Param("ce", "the teacher's loss", choices=tuple(losses.teacher_losses())),
+        loss_kwargs=Param({}, "the teacher loss's arguments"),
+        drw_epoch=Param(-1, "epoch from which class-balanced weights apply; -1 never",
+                        low=-1))
+  else:
+    fields.update(
+        method=Param("krd", "the student method (one of the `methods` sections)"),
+        distill_warmup_epochs=Param(0, "epochs the distillation terms ramp over (a "
+                                    "method's own warmup_epochs, if set, wins)", low=0))
+  fields.update(
+      epochs=Param(150, "training epochs", low=1),
+      batch_size=Param(64, "global batch (a multiple of the devices)", low=1))
+  if role == "teacher":
+    fields["checkpoint"] = Param("", "a saved teacher run folder to reuse; '' trains one "
+                                 "in <workdir>/teacher")
+  return fields
+
+
+ROLE_OPTIM = {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "constant"}
+
+SCHEDULE_FIELDS = {
+    "demo_methods": Param(("ce", "kd", "bkd", "dkd", "ltkd", "krd", "logit_adjusted"),
+                          "the demo's students (logit_adjusted: the no-teacher bar a "
+                          "distillation method must beat)"),
+    "eval_every_epochs": Param(10, "evaluate every this many epochs", low=1),
+    "checkpoint_every_epochs": Param(50, "checkpoint every this many epochs", low=1),
+    "checkpoint_every_steps": Param(0, "> 0: checkpoint every this many steps instead",
+                                    low=0),
+    "keep_checkpoints": Param(2, "latest checkpoints kept (plus the best)", low=1),
+    "log_every_steps": Param(50, "log train metrics every this many steps", low=1),
+    "progress": Param(True, "progress bars"),
+}
+
+
+def fields() -> dict[str, Param]:
+  """Every config field but the method knobs, by dotted key ("teacher.optim.lr")."""
+  out = dict(RUN_FIELDS)
+  out.update({f"data.{k}": p for k, p in DATA_FIELDS.items()})
+  for role, model, width in (("teacher", "mlp", 256), ("student", "mlp", 32)):
+    for key, param in role_fields(role, model, width).items():
+      out[f"{role}.{key}"] = param
+      if key == "batch_size":  # the optimiser section follows the batch
+        out.update({f"{role}.optim.{k}": (dataclasses.replace(p, default=ROLE_OPTIM[k])
+                                          if k in ROLE_OPTIM else p)
+                    for k, p in OPTIM_FIELDS.items()})
+  out.update(SCHEDULE_FIELDS)
+  out.update({f"distributed.{k}": p for k, p in distributed.FIELDS.items()})
+  return out
+
+
+def fields_markdown() -> str:
+  """docs/config.md: every field and every method knob, with default, allowed values,
+  meaning and (knobs) when it acts. Regenerate with `python -m krd_jax.config`."""
+  def row(key, p):
+    default = "''" if p.default == "" else repr(p.default)
+    return f"| `{key}` | `{default}` | {p.allowed()} | {p.doc} |"
+
+  lines = ["# Config fields", "",
+           "Every field of a run's config (`krd_jax.config.fields()`, where each is "
+           "declared once), its default (the embedded digits_lt setup; recipes in "
+           "`krd_jax/configs/` change some), what is allowed and what it means. Override "
+           "any on the command line: `--config.<key>=VALUE`. Written by "
+           "`python -m krd_jax.config > docs/config.md`; a test keeps it current.", "",
+           "| key | default | allowed | meaning |", "|---|---|---|---|"]
+  lines += [row(k, p) for k, p in fields().items()]
+  lines += ["", "## Method knobs (`methods.<method>.<knob>`)", "",
+            "Declared by each method (`krd_jax/methods/<method>.py`). A knob that acts "
+            "only with another setting says so; overriding or sweeping it without that "
+            "setting is refused (exit 2). The last column answers for a run with a "
+            "validation split.", ""]
+  for name in methods.names():
+    method = methods.get(name)
+    lines += [f"### {name} ({method.title})", "",
+              "| knob | default | allowed | meaning | acts at the defaults? |",
+              "|---|---|---|---|---|"]
+    for key, param in method.params.items():
+      idle = method.idle_unless(key, {}, has_val_split=True)
+      lines.append(row(key, param) + (f" only with {idle} |" if idle else " yes |"))
+    lines.append("")
+  return "\n".join(lines)
+
 
 def optim_config(**overrides) -> ml_collections.ConfigDict:
   """Optimiser and schedule of one training role (teacher or student)."""
-  cfg = ml_collections.ConfigDict({
-      "name": "sgd",           # sgd | adam | adamw
-      "lr": 0.1,
-      "momentum": 0.9,
-      "nesterov": False,
-      "weight_decay": 5e-4,
-      "schedule": "cosine",    # cosine | step | constant
-      "warmup_epochs": 0,
-      "step_epochs": (),       # epochs where a step schedule multiplies lr by step_gamma
-      "step_gamma": 0.1,
-  })
+  cfg = ml_collections.ConfigDict({k: p.default for k, p in OPTIM_FIELDS.items()})
   cfg.update(overrides)
   return cfg
+
+
+def _section(values: dict) -> ml_collections.ConfigDict:
+  """Nested ConfigDicts from {dotted key: value}."""
+  tree: dict = {}
+  for key, value in values.items():
+    *parents, leaf = key.split(".")
+    node = tree
+    for part in parents:
+      node = node.setdefault(part, {})
+    node[leaf] = ml_collections.ConfigDict(value) if isinstance(value, dict) else value
+  return ml_collections.ConfigDict(tree)
 
 
 def default_config() -> ml_collections.ConfigDict:
   """The embedded default: digits_lt (sklearn digits, IF=50), MLP 256 -> MLP 32.
 
-  Runs the whole demo (teacher plus five students) in about a minute on 2 CPU cores.
+  Runs the whole demo (teacher plus seven students) in about a minute on 2 CPU cores.
+  Built from `fields()`, with one section per registered student method
+  (krd_jax.methods): its defaults.
   """
-  cfg = ml_collections.ConfigDict()
-  cfg.workdir = "runs/digits_lt"
-  cfg.seed = 0
-  cfg.num_devices = 0            # 0: every device JAX sees
-  cfg.compute_dtype = "float32"  # or "bfloat16" (parameters stay float32)
-
-  cfg.data = ml_collections.ConfigDict({
-      "name": "digits_lt",
-      "imbalance": 50.0,
-      "profile": "exp",
-      "seed": 0,
-      "val_per_class": 0,      # balanced validation images per class (model selection)
-      "n_max": 0,               # head-class images; 0: the dataset's default
-      "image_size": 0,          # streaming sources' output side; 0: their default
-      "streaming": False,       # image_folder only: stream files via tf.data, no subsampling
-      "data_dir": "",
-      "split_list_dir": "",
-      "cache_dir": "",
-      "crop_pad": 0,            # random-crop padding in pixels (4 for CIFAR)
-      "flip": False,            # horizontal flips (never for digits)
-      "group_split": "tercile",  # groups in reports: "absolute" or "tercile"
-  })
-
-  cfg.teacher = ml_collections.ConfigDict({
-      "model": "mlp",
-      "model_kwargs": ml_collections.ConfigDict({"width": 256}),
-      "loss": "ce",
-      "loss_kwargs": ml_collections.ConfigDict(),
-      "drw_epoch": -1,          # epoch from which class-balanced weights apply; -1 never
-      "epochs": 150,
-      "batch_size": 64,
-      "optim": optim_config(name="adam", lr=1e-3, weight_decay=0.0, schedule="constant"),
-      "checkpoint": "",         # a saved teacher run dir to reuse; "" trains one
-  })
-
-  cfg.student = ml_collections.ConfigDict({
-      "model": "mlp",
-      "model_kwargs": ml_collections.ConfigDict({"width": 32}),
-      "method": "krd",
-      "distill_warmup_epochs": 0,
-      "epochs": 150,
-      "batch_size": 64,
-      "optim": optim_config(name="adam", lr=1e-3, weight_decay=0.0, schedule="constant"),
-  })
-  # One section per registered student method (krd_jax.methods): its defaults.
-  cfg.methods = ml_collections.ConfigDict(methods.defaults())
-
-  # logit_adjusted: the no-teacher bar a distillation method must beat (DESIGN.md s5).
-  cfg.demo_methods = ("ce", "kd", "bkd", "dkd", "ltkd", "krd", "logit_adjusted")
-  cfg.eval_every_epochs = 10
-  cfg.checkpoint_every_epochs = 50
-  cfg.checkpoint_every_steps = 0  # > 0: checkpoint every this many steps instead
-  cfg.keep_checkpoints = 2
-  cfg.log_every_steps = 50
-  cfg.progress = True
-  # Multi-process jobs (TPU pods, SLURM): see krd_jax/distributed.py.
-  cfg.distributed = distributed.defaults()
-  return cfg.lock()
+  values = {k: p.default for k, p in fields().items()}
+  at = list(values).index("demo_methods")
+  ordered = list(values.items())
+  ordered.insert(at, ("methods", methods.defaults()))
+  return _section(dict(ordered)).lock()
 
 
 # A command-line override, --config.a.b=value (or --config.a.b value, --noconfig.a.b).
@@ -129,3 +233,7 @@ def lookup(cfg: ml_collections.ConfigDict, key: str) -> Any:
                               f"under {parent}: {allowed}")
     node, walked = node[part], [*walked, part]
   return node
+
+
+if __name__ == "__main__":
+  print(fields_markdown())

@@ -32,20 +32,30 @@ from typing import Callable, Iterator, TypeVar
 import jax
 import ml_collections
 
+from krd_jax import checks
+
 MODES = ("auto", "yes", "no")
 CPU_COLLECTIVES = ("gloo", "mpi")
 T = TypeVar("T")
 
 
+FIELDS = {
+    "initialize": checks.Param("auto", "start JAX's distributed runtime: auto (where "
+                               "the environment describes several processes), yes, no",
+                               choices=MODES),
+    "coordinator_address": checks.Param("", "'' or HOST:PORT of process 0"),
+    "num_processes": checks.Param(0, "processes in the job; 0: from the environment",
+                                  low=0),
+    "process_id": checks.Param(-1, "this process's index; -1: from the environment",
+                               low=-1),
+    "cpu_collectives": checks.Param("gloo", "CPU collectives implementation",
+                                    choices=CPU_COLLECTIVES),
+}
+
+
 def defaults() -> ml_collections.ConfigDict:
   """The `distributed` section of every config."""
-  return ml_collections.ConfigDict({
-      "initialize": "auto",
-      "coordinator_address": "",
-      "num_processes": 0,
-      "process_id": -1,
-      "cpu_collectives": "gloo",
-  })
+  return ml_collections.ConfigDict({k: p.default for k, p in FIELDS.items()})
 
 
 def environment_is_multiprocess(environ: dict[str, str] | None = None) -> bool:

@@ -25,17 +25,13 @@ import ml_collections
 
 from krd_jax import checks
 from krd_jax import config as config_lib
-from krd_jax import distributed
 from krd_jax import methods as methods_lib
 from krd_jax import sharding
 from krd_jax.data import image_folder
-from krd_jax.data import profiles
 from krd_jax.data import sources
 from krd_jax.losses import registry
 from krd_jax.models import registry as models
 from krd_jax.train import checkpoints
-from krd_jax.train import metrics
-from krd_jax.train import optim
 from krd_jax.train import teacher as teacher_lib
 from krd_jax.checks import InputError  # noqa: F401  (re-exported: callers catch it here)
 
@@ -59,16 +55,6 @@ def check_int(cfg, key: str, low: int, high: int | None = None) -> int:
   return value
 
 
-def check_number(cfg, key: str, low: float, *, low_open: bool = False,
-                 high: float | None = None, high_open: bool = False) -> float:
-  """A finite number in [low, high] (either end open on request)."""
-  value = _get(cfg, key)
-  bounds = dict(low=low, high=high, low_open=low_open, high_open=high_open)
-  if not checks.in_range(value, **bounds):
-    _fail(key, value, checks.describe_range(**bounds))
-  return value
-
-
 def check_choice(cfg, key: str, choices) -> Any:
   value = _get(cfg, key)
   if value not in tuple(choices):
@@ -76,21 +62,16 @@ def check_choice(cfg, key: str, choices) -> Any:
   return value
 
 
-def check_bool(cfg, key: str) -> bool:
-  value = _get(cfg, key)
-  if not isinstance(value, bool):
-    _fail(key, value, "True or False")
-  return value
-
-
-def check_str(cfg, key: str, nonempty: bool = False) -> str:
-  value = _get(cfg, key)
-  if not isinstance(value, str) or (nonempty and not value):
-    _fail(key, value, "a non-empty string" if nonempty else "a string")
-  return value
-
-
-# ----------------------------------------------------------------------------- config
+def check_fields(cfg: ml_collections.ConfigDict, section: str | None = None) -> None:
+  """Each field of `section` ("data", "teacher", ...; None: the run-wide fields) against
+  its declaration in `config.fields()`, where its default, meaning and allowed values
+  live; InputError on the first bad one."""
+  for key, field in config_lib.fields().items():
+    head, dot, _ = key.partition(".")
+    if (head == section) if section else not dot:
+      value = _get(cfg, key)
+      if not field.accepts(value):
+        _fail(key, value, field.allowed())
 
 
 def device_count(cfg: ml_collections.ConfigDict) -> int:
@@ -105,16 +86,15 @@ def device_count(cfg: ml_collections.ConfigDict) -> int:
 
 def check_distributed(cfg: ml_collections.ConfigDict) -> None:
   """The `distributed` section (see krd_jax.distributed); touches no device."""
-  check_choice(cfg, "distributed.initialize", distributed.MODES)
-  address = check_str(cfg, "distributed.coordinator_address")
+  check_fields(cfg, "distributed")
+  address = cfg.distributed.coordinator_address
   host, _, port = address.rpartition(":")
   if address and (not host or not port.isdigit() or not 0 < int(port) < 65536):
     _fail("distributed.coordinator_address", address, "'' or HOST:PORT of process 0 "
           "(e.g. 10.0.0.1:1234)")
-  num_processes = check_int(cfg, "distributed.num_processes", 0)
+  num_processes = cfg.distributed.num_processes
   check_int(cfg, "distributed.process_id", -1,
             num_processes - 1 if num_processes else None)
-  check_choice(cfg, "distributed.cpu_collectives", distributed.CPU_COLLECTIVES)
 
 
 def check_config(cfg: ml_collections.ConfigDict, command: str) -> None:
@@ -122,14 +102,7 @@ def check_config(cfg: ml_collections.ConfigDict, command: str) -> None:
   if command not in COMMANDS:
     raise InputError(f"command {command!r} is not allowed; allowed: one of "
                      f"{', '.join(COMMANDS)}")
-  check_str(cfg, "workdir", nonempty=True)
-  check_int(cfg, "seed", 0)
-  check_choice(cfg, "compute_dtype", ("float32", "bfloat16"))
-  for key in ("eval_every_epochs", "checkpoint_every_epochs", "keep_checkpoints",
-              "log_every_steps"):
-    check_int(cfg, key, 1)
-  check_int(cfg, "checkpoint_every_steps", 0)
-  check_bool(cfg, "progress")
+  check_fields(cfg)  # the run-wide fields
   check_distributed(cfg)
   _check_data(cfg)
   devices = device_count(cfg)
@@ -169,15 +142,8 @@ def roles_used(command: str) -> list[str]:
 
 
 def _check_data(cfg: ml_collections.ConfigDict) -> None:
-  name = check_choice(cfg, "data.name", sources.DATASET_NAMES)
-  check_number(cfg, "data.imbalance", 1.0)
-  check_choice(cfg, "data.profile", profiles.PROFILES)
-  for key in ("seed", "val_per_class", "n_max", "image_size", "crop_pad"):
-    check_int(cfg, f"data.{key}", 0)
-  check_bool(cfg, "data.flip")
-  check_choice(cfg, "data.group_split", metrics.GROUP_SPLITS)
-  for key in ("data_dir", "split_list_dir", "cache_dir"):
-    check_str(cfg, f"data.{key}")
+  check_fields(cfg, "data")
+  name = cfg.data.name
   if name in _NEEDS_DATA_DIR and not cfg.data.data_dir:
     _fail("data.data_dir", cfg.data.data_dir, f"the image root folder ({name} needs one)")
   for key in ("data_dir", "split_list_dir"):
@@ -187,14 +153,16 @@ def _check_data(cfg: ml_collections.ConfigDict) -> None:
 
 
 def _check_role(cfg: ml_collections.ConfigDict, role: str, devices: int) -> None:
-  model = check_choice(cfg, f"{role}.model", models.model_names())
+  """The role's fields, and what needs several of them or the devices."""
+  check_fields(cfg, role)
+  model = cfg[role].model
   kwargs = _get(cfg, f"{role}.model_kwargs")
   try:
     models.feature_dim(model, **kwargs.to_dict())
   except ValueError as error:
     raise InputError(f"config.{role}.model_kwargs={kwargs.to_dict()!r} is not allowed: "
                      f"{error}") from None
-  epochs = check_int(cfg, f"{role}.epochs", 1)
+  epochs = cfg[role].epochs
   batch = _get(cfg, f"{role}.batch_size")
   ok, example = sharding.splits_evenly(batch, devices)
   if not ok:
@@ -202,27 +170,16 @@ def _check_role(cfg: ml_collections.ConfigDict, role: str, devices: int) -> None
           f"the batch is split over (e.g. {example})")
   _check_optim(cfg, f"{role}.optim", epochs)
   if role == "teacher":
-    loss = check_choice(cfg, "teacher.loss", registry.teacher_losses())
-    _check_kwargs(cfg, "teacher.loss_kwargs", registry.TEACHER_LOSSES[loss], ())
-    check_int(cfg, "teacher.drw_epoch", -1)
-    check_str(cfg, "teacher.checkpoint")
-  else:
-    check_int(cfg, "student.distill_warmup_epochs", 0)
+    _check_kwargs(cfg, "teacher.loss_kwargs", registry.TEACHER_LOSSES[cfg.teacher.loss], ())
 
 
 def _check_optim(cfg: ml_collections.ConfigDict, key: str, epochs: int) -> None:
-  check_choice(cfg, f"{key}.name", optim.OPTIMIZERS)
-  check_number(cfg, f"{key}.lr", 0.0, low_open=True)
-  check_number(cfg, f"{key}.momentum", 0.0, high=1.0, high_open=True)
-  check_bool(cfg, f"{key}.nesterov")
-  check_number(cfg, f"{key}.weight_decay", 0.0)
-  check_choice(cfg, f"{key}.schedule", optim.SCHEDULES)
+  """What the optimiser's fields need of each other and of the role's epochs."""
   check_int(cfg, f"{key}.warmup_epochs", 0, epochs)
   milestones = _get(cfg, f"{key}.step_epochs")
   if not isinstance(milestones, (tuple, list)) or not all(
       _is_int(e) and 0 < e < epochs for e in milestones):
     _fail(f"{key}.step_epochs", milestones, f"a tuple of epochs in [1, {epochs - 1}]")
-  check_number(cfg, f"{key}.step_gamma", 0.0, low_open=True)
 
 
 def _check_kwargs(cfg, key: str, builder: Callable, extra: tuple[str, ...]) -> None:

@@ -80,49 +80,8 @@ class StudentObjective(NamedTuple):
   init_params: Callable[[jax.Array, int, int | None], Any] | None = None
 
 
-# (hyper-parameters with defaults filled in, whether the run has a balanced validation
-# split) -> None where a knob acts, else the setting that makes it act ("use_rrd=True").
-ActsRule = Callable[[Mapping[str, Any], bool], "str | None"]
-
-
-@dataclasses.dataclass(frozen=True)
-class Param:
-  """One hyper-parameter: its default, what is allowed and when it acts.
-
-  A bool default allows True / False; `choices` a fixed set; an int default an
-  integer within the optional bounds; otherwise a finite number within them.
-  `acts` (an `ActsRule`, e.g. `acts_with(use_rrd=True)`) says when the knob changes
-  the run; None: always. An override or a sweep of a knob that would not act is
-  refused (krd_jax.validate.check_knobs_act).
-  """
-  default: Any
-  doc: str = ""
-  low: float | None = None
-  high: float | None = None
-  low_open: bool = False
-  high_open: bool = False
-  choices: tuple[Any, ...] | None = None
-  acts: ActsRule | None = None
-
-  def accepts(self, value: Any) -> bool:
-    if self.choices is not None:
-      return value in self.choices
-    if isinstance(self.default, bool):
-      return isinstance(value, bool)
-    if checks.is_int(self.default) and not checks.is_int(value):
-      return False
-    return checks.in_range(value, self.low, self.high, low_open=self.low_open,
-                           high_open=self.high_open)
-
-  def allowed(self) -> str:
-    if self.choices is not None:
-      return "one of " + ", ".join(map(str, self.choices))
-    if isinstance(self.default, bool):
-      return "True or False"
-    described = checks.describe_range(self.low, self.high, low_open=self.low_open,
-                                      high_open=self.high_open)
-    return described.replace("a number", "an integer", 1) if checks.is_int(
-        self.default) else described
+ActsRule = checks.ActsRule
+Param = checks.Param
 
 
 @dataclasses.dataclass(frozen=True)

@@ -56,23 +56,22 @@ def jax_step(teacher_name: str, student_name: str, batch: int, dtype, method: st
   s_vars = student.init(jax.random.PRNGKey(1), x)
   counts = np.asarray(priors_counts())
   kwargs = {}
-  projector = None
   params = {"model": s_vars["params"]}
   if method == "krd":
     t_dim = models.feature_dim(teacher_name)
     means = np.random.default_rng(0).normal(size=(NUM_CLASSES, t_dim))
     kwargs = {"anchors": priors.aligned_etf(means), "center": priors.balanced_center(means)}
-    import flax.linen as nn
-    projector = nn.Dense(kwargs["anchors"].shape[0])
-    params["projector"] = projector.init(
-        jax.random.PRNGKey(2), jnp.zeros((1, models.feature_dim(student_name))))["params"]
   objective = methods.objective(method, counts, **kwargs)
+  if objective.init_params is not None:  # what the method trains of its own (a projector)
+    params["method"] = objective.init_params(jax.random.PRNGKey(2),
+                                             models.feature_dim(student_name),
+                                             models.feature_dim(teacher_name))
   tx = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(0.05, momentum=0.9))
   state = create_state(params, s_vars["batch_stats"], tx,
                        teacher={"params": t_vars["params"], "batch_stats": t_vars["batch_stats"]})
   preprocess = steps_lib.make_preprocess(MEAN, STD, 4, True, dtype)
   step = steps_lib.jit_train_step(steps_lib.make_student_step(
-      student, teacher, projector, objective, tx, preprocess, 0), mesh)
+      student, teacher, objective, tx, preprocess, 0), mesh)
   rng = np.random.default_rng(0)
   data = sharding.shard_batch({
       "image": rng.integers(0, 256, (batch, image_size, image_size, 3), dtype=np.uint8),

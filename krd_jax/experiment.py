@@ -10,6 +10,7 @@ Example:
   exp = Experiment.start(cfg, "student")     # checks the config before any work
   exp.train_student(cfg, "runs/x/students/krd")
   exp.train_students_parallel([with_seed(cfg, s) for s in (0, 1)], run_dirs, group_dir)
+  exp.train_cohort([with_method(cfg, m) for m in ("kd", "krd")], run_dirs, cohort_dir)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from krd_jax import sharding
 from krd_jax import validate
 from krd_jax.data import load_dataset
 from krd_jax.train import checkpoints
+from krd_jax.train import cohort as cohort_lib
 from krd_jax.train import evaluation
 from krd_jax.train import seeds as seeds_lib
 from krd_jax.train import steps as steps_lib
@@ -144,6 +146,15 @@ class Experiment:
     """The newest intact checkpoint of run_dir, evaluated (nothing trained or written)."""
     return student_lib.train_student(cfg, self.data, self.mesh, teacher, run_dir,
                                      evaluate_only=True)
+
+  def train_cohort(self, cfgs: Sequence[ml_collections.ConfigDict],
+                   run_dirs: Sequence[str], cohort_dir: str) -> list[dict]:
+    """The students of one seed and several methods as one program that runs the teacher
+    once per step for all of them (krd_jax.train.cohort)."""
+    readers = any(validate.needs_teacher(c, c.student.method) for c in cfgs)
+    return cohort_lib.train_cohort(cfgs, self.data, self.mesh,
+                                   self.teacher() if readers else None, run_dirs,
+                                   cohort_dir)
 
   def train_students_parallel(self, cfgs: Sequence[ml_collections.ConfigDict],
                               run_dirs: Sequence[str], group_dir: str) -> list[dict]:

@@ -156,6 +156,10 @@ def test_sweep_shares_the_teacher_writes_reports_and_resumes(tmp_path, capsys):
   assert len(os.listdir(os.path.join(workdir, "teachers"))) == 1
   assert first["trained"] == 6
   assert len(os.listdir(os.path.join(workdir, "students"))) == 6
+  # The krd and kd students of each seed in the first cell trained as one cohort (one
+  # teacher pass per step); the second cell's krd runs had no partner left.
+  assert sorted(d[:3] for d in os.listdir(os.path.join(workdir, "cohorts"))) == ["s0_",
+                                                                                  "s1_"]
 
   results = _read_csv(os.path.join(out, "results.csv"))
   assert len(results) == 8

@@ -47,7 +47,8 @@ def _main(argv: list[str]) -> None:
     _refuse(str(e))
   if f.parallel_seeds < 1:
     _refuse(f"--parallel-seeds={f.parallel_seeds}; allowed: 1 or more")
-  result = run_sweep(base, grid, methods, seeds, workdir, f.out, f.parallel_seeds)
+  result = run_sweep(base, grid, methods, seeds, workdir, f.out, f.parallel_seeds,
+                     f.share_teacher)
   print(result["table"])
   print(f"{result['trained']} student run(s) and {result['teachers_trained']} "
         f"teacher(s) trained now; {len(result['rows'])} runs in the sweep.")
@@ -73,6 +74,9 @@ def main() -> None:
                       "a comma-separated list of seeds")
   flags.DEFINE_string("workdir", "", "teachers and runs (default: <config workdir>_ablate)")
   flags.DEFINE_string("out", "", "reports folder (default: the workdir)")
+  flags.DEFINE_bool("share_teacher", True, "train the methods of one seed as one program "
+                    "that runs the teacher once per step (same results to float32 "
+                    "rounding); --noshare_teacher trains each alone")
   flags.DEFINE_integer("parallel_seeds", 1, "train up to this many seeds of a cell and "
                        "method as one vmapped program (1: in turn); also --parallel-seeds")
   # absl names flags with underscores; accept the dashed spelling the docs use.

@@ -20,6 +20,7 @@ from krd_jax.ablate.planning import data_key
 from krd_jax.ablate.planning import digest
 from krd_jax.ablate.planning import plan
 from krd_jax.experiment import Experiment
+from krd_jax.train import cohort as cohort_lib
 from krd_jax.train import loop
 from krd_jax.train import seeds as seeds_lib
 
@@ -137,9 +138,38 @@ def execute_group(group: Sequence[Run], experiments: Experiments,
   return [("trained", _final(run)) for run in group]
 
 
+def cohorts(runs_: Sequence[Run]) -> list[list[Run]]:
+  """The unfinished runs of one cell, as groups of one seed and several methods that can
+  train as one cohort (krd_jax.train.cohort: the teacher runs once per step for all);
+  single runs are left to `execute`."""
+  by_key: dict[tuple, list[Run]] = {}
+  for run in runs_:
+    if not os.path.exists(_final_path(run)):
+      key = (run.seed, digest(cohort_lib.shared_part(run.cfg)))
+      by_key.setdefault(key, []).append(run)
+  return [g for g in by_key.values() if len(g) > 1]
+
+
+def execute_cohort(group: Sequence[Run], experiments: Experiments,
+                   workdir: str) -> list[Outcome]:
+  """Trains (or resumes) one seed's students of several methods as one cohort; returns
+  each run's (status, final record) as `execute` would."""
+  reader = next((r for r in group if r.teacher_dir), group[0])
+  cohort_dir = os.path.join(workdir, "cohorts", f"s{group[0].seed}_"
+                            f"{digest([r.run_dir for r in group])}")
+  try:
+    experiments.for_run(reader).train_cohort(
+        [r.cfg for r in group], [r.run_dir for r in group], cohort_dir)
+  except loop.NonFiniteLossError as e:
+    tqdm.write(f"{cohort_dir}: {e} (every student of the cohort is reported diverged)")
+    return [("diverged", None)] * len(group)
+  return [("trained", _final(run)) for run in group]
+
+
 def _train_all(all_runs: list[Run], experiments: Experiments, workdir: str,
-               parallel_seeds: int, progress: bool) -> list[Outcome]:
-  """Every run's outcome, cell by cell; a run shared by several cells trains once."""
+               parallel_seeds: int, share_teacher: bool, progress: bool) -> list[Outcome]:
+  """Every run's outcome, cell by cell; a run shared by several cells trains once; with
+  `share_teacher`, the methods of one seed train as a cohort (one teacher pass)."""
   outcomes: list[Outcome] = []
   seen: dict[str, Outcome] = {}  # run dir -> outcome, for shared runs
   # One bar over every run, and one line per run as it finishes: a notebook cell (where
@@ -159,6 +189,13 @@ def _train_all(all_runs: list[Run], experiments: Experiments, workdir: str,
         bar.set_postfix_str(f"{run_label(group[0])} x{len(group)} seeds", refresh=True)
         grouped.update(zip((r.run_dir for r in group),
                            execute_group(group, experiments, workdir)))
+    if share_teacher:
+      pending = [r for r in cell_runs if r.run_dir not in seen and r.run_dir not in grouped]
+      for group in cohorts(pending):
+        bar.set_postfix_str(f"seed {group[0].seed}: {len(group)} methods, one teacher pass",
+                            refresh=True)
+        grouped.update(zip((r.run_dir for r in group),
+                           execute_cohort(group, experiments, workdir)))
     for run in cell_runs:
       bar.set_postfix_str(run_label(run), refresh=True)
       if run.run_dir in grouped:
@@ -179,7 +216,7 @@ def _train_all(all_runs: list[Run], experiments: Experiments, workdir: str,
 
 def run_sweep(base: ml_collections.ConfigDict, grid: Grid | str, methods: Sequence[str],
               seeds: Sequence[int], workdir: str, out: str | None = None,
-              parallel_seeds: int = 1) -> dict:
+              parallel_seeds: int = 1, share_teacher: bool = True) -> dict:
   """Runs (or resumes) a whole sweep and writes its reports.
 
   Args:
@@ -192,6 +229,9 @@ def run_sweep(base: ml_collections.ConfigDict, grid: Grid | str, methods: Sequen
     parallel_seeds: train up to this many seeds of a cell x method as one vmapped
       program (krd_jax.train.seeds); 1 trains them in turn. Results are the same
       to float32 rounding.
+    share_teacher: train the methods of one seed in a cell as one cohort that runs the
+      teacher once per step (krd_jax.train.cohort); False trains each alone. Results
+      are the same to float32 rounding.
 
   Returns:
     {"rows": per-run rows, "summary": per cell x method, "table": summary markdown,
@@ -206,7 +246,8 @@ def run_sweep(base: ml_collections.ConfigDict, grid: Grid | str, methods: Sequen
   out = out or workdir
   os.makedirs(out, exist_ok=True)
   experiments = Experiments(base.seed)
-  outcomes = _train_all(all_runs, experiments, workdir, parallel_seeds, base.progress)
+  outcomes = _train_all(all_runs, experiments, workdir, parallel_seeds, share_teacher,
+                        base.progress)
   result = reports.write_sweep_reports(
       out, all_runs, outcomes, grid, seeds,
       lambda: experiments.for_run(all_runs[0]).data.train_counts)

@@ -109,32 +109,31 @@ def make_teacher_step(model: nn.Module, loss_fn: Callable, tx: optax.GradientTra
   return step
 
 
-def make_student_step(model: nn.Module, teacher_model: nn.Module | None,
-                      objective: methods.StudentObjective,
-                      tx: optax.GradientTransformation, preprocess: Callable,
-                      distill_warmup_steps: int):
-  """The student's step: teacher forward in inference mode, student forward/backward.
+def teacher_outputs(teacher_model: nn.Module | None, variables: Any, x: jax.Array):
+  """(logits, features) of the frozen teacher in inference mode, or (None, None) without
+  one; no gradient ever reaches it."""
+  if teacher_model is None:
+    return None, None
+  return jax.lax.stop_gradient(teacher_model.apply(variables, x, train=False))
+
+
+def make_student_update(model: nn.Module, objective: methods.StudentObjective,
+                        tx: optax.GradientTransformation, distill_warmup_steps: int):
+  """One student's forward / backward and update, given the batch's (augmented,
+  normalised) images and the teacher's outputs on them.
 
   Args:
     model: student Flax module returning (logits, features).
-    teacher_model: teacher module (None for methods that need no teacher).
     objective: a `methods.StudentObjective` (`Method.objective(...)`); what its method
       trains of its own lives in params["method"] and reaches it as `outputs.params`.
     tx: optimiser.
-    preprocess: from `make_preprocess`.
     distill_warmup_steps: distillation terms ramp linearly from 0 over these steps.
 
   Returns:
-    step(state, batch, rng) -> (state, metrics).
+    update(state, x, labels, teacher_logits, teacher_features) -> (state, metrics).
   """
-  def step(state: TrainState, batch: Batch, rng: jax.Array):
-    x = preprocess(batch["image"], jax.random.fold_in(rng, state.step))
-    labels = batch["label"]
-    teacher_logits = teacher_features = None
-    if teacher_model is not None:
-      # Inference mode, and no gradient ever reaches the teacher.
-      teacher_logits, teacher_features = jax.lax.stop_gradient(
-          teacher_model.apply(state.teacher, x, train=False))
+  def update(state: TrainState, x: jax.Array, labels: jax.Array, teacher_logits,
+             teacher_features):
     distill_scale = losses.warmup_scale(state.step, distill_warmup_steps)
 
     def loss_fn(params):
@@ -152,6 +151,31 @@ def make_student_step(model: nn.Module, teacher_model: nn.Module | None,
     metrics = _common_metrics(loss, logits, labels, grads)
     metrics.update(parts)
     return _update(state, tx, grads, batch_stats), metrics
+
+  return update
+
+
+def make_student_step(model: nn.Module, teacher_model: nn.Module | None,
+                      objective: methods.StudentObjective,
+                      tx: optax.GradientTransformation, preprocess: Callable,
+                      distill_warmup_steps: int):
+  """The student's step: teacher forward in inference mode, student forward/backward.
+
+  Args:
+    model, objective, tx, distill_warmup_steps: as for `make_student_update`.
+    teacher_model: teacher module (None for methods that need no teacher); its
+      variables are `state.teacher`.
+    preprocess: from `make_preprocess`.
+
+  Returns:
+    step(state, batch, rng) -> (state, metrics).
+  """
+  update = make_student_update(model, objective, tx, distill_warmup_steps)
+
+  def step(state: TrainState, batch: Batch, rng: jax.Array):
+    x = preprocess(batch["image"], jax.random.fold_in(rng, state.step))
+    teacher_logits, teacher_features = teacher_outputs(teacher_model, state.teacher, x)
+    return update(state, x, batch["label"], teacher_logits, teacher_features)
 
   return step
 

@@ -63,6 +63,8 @@ class StudentSetup:
     teacher_variables: the teacher's variables if the objective reads a teacher.
     rng: the run's training key (folded with the step inside the step).
     step: the unjitted (state, batch, rng) -> (state, metrics).
+    update: the unjitted student update of that step, given the images and the
+      teacher's outputs (steps.make_student_update: a cohort shares the teacher's).
     eval_step: the unjitted evaluation step of the student model.
     constants: the method's per-run constants (ETF anchors for krd).
     model: the student's Flax module.
@@ -73,6 +75,7 @@ class StudentSetup:
   teacher_variables: Any
   rng: jax.Array
   step: Callable
+  update: Callable
   eval_step: Callable
   constants: dict
   model: nn.Module
@@ -111,15 +114,16 @@ def student_setup(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
     params["method"] = objective.init_params(
         rng_method, _feature_width(model, variables, ds.image_shape),
         _feature_width(teacher_model, teacher and teacher.variables, ds.image_shape))
+  warmup_steps = (method.warmup_epochs(hparams, scfg.distill_warmup_epochs) *
+                  loader.steps_per_epoch)
   return StudentSetup(
       loader=loader,
       state=state_lib.create_state(params, variables["batch_stats"], tx),
       teacher_variables=teacher.variables if objective.needs_teacher else None,
       rng=rng_train,
-      step=steps_lib.make_student_step(
-          model, teacher_model, objective, tx, preprocess,
-          method.warmup_epochs(hparams, scfg.distill_warmup_epochs) *
-          loader.steps_per_epoch),
+      step=steps_lib.make_student_step(model, teacher_model, objective, tx, preprocess,
+                                       warmup_steps),
+      update=steps_lib.make_student_update(model, objective, tx, warmup_steps),
       eval_step=steps_lib.make_eval_step(model, preprocess, ds.num_classes),
       constants=constants, model=model, preprocess=preprocess)
 

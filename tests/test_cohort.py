@@ -1,0 +1,92 @@
+"""Students of one seed trained as one cohort (the teacher run once per step) end where
+each ends trained alone, to float32 rounding; the methods of one seed see the same
+batches and views."""
+
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from krd_jax import runs
+from krd_jax.experiment import Experiment
+from krd_jax.train import checkpoints as ckpt_lib
+from krd_jax.train import cohort as cohort_lib
+from krd_jax.train import student as student_lib
+from test_train import _config, _tiny_dataset
+
+
+def _cfgs(tmp_path, methods, **config):
+  base = _config(tmp_path, **config)
+  return [runs.with_method(base, m) for m in methods]
+
+
+def _leaves(tree):
+  return [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.device_get(tree))]
+
+
+def test_methods_of_one_seed_see_the_same_batches_and_views(tmp_path):
+  """The contract a cohort rests on: data order and augmentation key come from the
+  seed, not the method."""
+  ds = _tiny_dataset()
+  cfgs = _cfgs(tmp_path, ["ce", "logit_adjusted", "balanced_softmax"], model="mlp")
+  setups = [student_lib.student_setup(c, ds, runs.make_mesh(c), None) for c in cfgs]
+  for s in setups[1:]:
+    np.testing.assert_array_equal(s.rng, setups[0].rng)
+    for a, b in zip(s.loader.host_epoch(1), setups[0].loader.host_epoch(1)):
+      np.testing.assert_array_equal(a["image"], b["image"])
+      np.testing.assert_array_equal(a["label"], b["label"])
+  other_seed = _config(tmp_path, model="mlp", method="ce").unlock()
+  other_seed.seed = 1
+  moved = student_lib.student_setup(other_seed.lock(), ds, runs.make_mesh(cfgs[0]), None)
+  assert not np.array_equal(moved.rng, setups[0].rng)
+
+
+@pytest.mark.parametrize("methods", [["kd", "logit_adjusted"], ["krd", "fitnet"]],
+                         ids=["logits", "features"])
+def test_cohort_equals_each_student_trained_alone(tmp_path, methods):
+  """A logit method beside a teacher-free one; KRDistill with RRD on (it reads the
+  teacher's features and trains a projector) beside FitNet (features, a regressor)."""
+  ds = _tiny_dataset()
+  cfgs = _cfgs(tmp_path / "cfg", methods, epochs=2)  # _config turns RRD on
+  exp = Experiment(cfgs[0], teacher_dir=str(tmp_path / "teacher"), data=ds)
+  alone = [exp.train_student(c, str(tmp_path / "alone" / m)) for c, m in zip(cfgs, methods)]
+  together = exp.train_cohort(cfgs, [str(tmp_path / "together" / m) for m in methods],
+                              str(tmp_path / "cohort"))
+  assert not exp.teacher_trained or len(os.listdir(tmp_path / "teacher")) > 0
+  saved = ckpt_lib.RunCheckpoints(str(tmp_path / "cohort" / "checkpoints"))
+  cohort_params = saved.manager.restore(saved.latest_step)["state"]["params"]
+  saved.close()
+  for method, a, b in zip(methods, alone, together):
+    solo = ckpt_lib.RunCheckpoints(str(tmp_path / "alone" / method / "checkpoints"))
+    solo_params = solo.manager.restore(solo.latest_step)["state"]["params"]
+    solo.close()
+    assert set(solo_params) == set(cohort_params[method])  # "method" too, where owned
+    for x, y in zip(_leaves(solo_params), _leaves(cohort_params[method])):
+      np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a["per_class"], b["per_class"])
+    with open(tmp_path / "alone" / method / "final.json") as f:
+      solo_final = json.load(f)
+    with open(tmp_path / "together" / method / "final.json") as f:
+      cohort_final = json.load(f)
+    assert cohort_final.pop("trained_in") == os.path.abspath(tmp_path / "cohort")
+    assert cohort_final["method"] == method
+    assert cohort_final["post_hoc"]["tau"] == solo_final["post_hoc"]["tau"]
+    assert (tmp_path / "together" / method / "config.json").read_text() == (
+        tmp_path / "alone" / method / "config.json").read_text()
+
+
+def test_cohort_refuses_runs_that_differ_in_more_than_the_method(tmp_path):
+  a, b = _cfgs(tmp_path, ["kd", "dkd"])
+  other = ml_collections.ConfigDict(b.to_dict())
+  other.student.epochs = 3
+  with pytest.raises(ValueError, match=r"differ in \['student'\]"):
+    cohort_lib.check_cohort([a, other.lock()])
+  with pytest.raises(ValueError, match="repeated methods"):
+    cohort_lib.check_cohort([a, a])
+  # Method knobs may differ: each student reads its own section.
+  tuned = ml_collections.ConfigDict(b.to_dict())
+  tuned.methods.kd.temperature = 2.0
+  cohort_lib.check_cohort([a, tuned.lock()])

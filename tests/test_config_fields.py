@@ -47,6 +47,13 @@ def test_validation_asks_the_declaration(key, bad, allowed):
   assert str(error.value) == f"config.{key}={bad!r} is not allowed; allowed: {allowed}"
 
 
+def test_every_method_knob_says_what_it_means():
+  from krd_jax import methods
+  for name in methods.names():
+    for knob, param in methods.get(name).params.items():
+      assert param.doc, f"methods.{name}.{knob} has no meaning written down"
+
+
 def test_docs_list_every_field_as_declared():
   with open(os.path.join(REPO, "docs", "config.md")) as f:
     assert f.read().rstrip("\n") == config_lib.fields_markdown().rstrip("\n"), (

@@ -95,15 +95,20 @@ def np_terciles(counts):
   return groups
 
 
-def ref_ltkd(s, t, counts, temp, group_tau, alpha, beta, within):
-  """LTKD as DESIGN.md section 2 reconstructs it, computed class by class in float64."""
+def ref_ltkd(s, t, counts, temp, group_tau, alpha, beta, within, rebalance="batch"):
+  """LTKD computed class by class in float64: the cross-group target rebalanced over
+  the batch (each group's batch-mean teacher probability divided out) or by the
+  training group prior."""
   groups = np_terciles(counts)
   p, q = np_softmax(t / temp), np_softmax(s / temp)
   num_groups = groups.max() + 1
   big_p = np.stack([p[:, groups == g].sum(1) for g in range(num_groups)], 1)
   big_q = np.stack([q[:, groups == g].sum(1) for g in range(num_groups)], 1)
   share = np.array([counts[groups == g].sum() for g in range(num_groups)]) / counts.sum()
-  target = big_p * share**-group_tau
+  if rebalance == "batch":
+    target = big_p / big_p.mean(0, keepdims=True)
+  else:
+    target = big_p * share**-group_tau
   target /= target.sum(1, keepdims=True)
   cross = np_kl(target, np.log(big_q))
   inner = np.stack([np_kl(p[:, groups == g] / big_p[:, g:g + 1],
@@ -203,11 +208,17 @@ CASES = {
         a["s"], a["t"], priors.group_matrix(n),
         priors.log_group_prior(n, priors.group_matrix(n))),
              lambda a, n: ref_ltkd(a["s"], a["t"], n, 4.0, 1.0, 1.0, 1.0, "uniform")),
+    "ltkd_prior": (lambda a, n: losses.ltkd_loss(
+        a["s"], a["t"], priors.group_matrix(n),
+        priors.log_group_prior(n, priors.group_matrix(n)), rebalance="prior"),
+                   lambda a, n: ref_ltkd(a["s"], a["t"], n, 4.0, 1.0, 1.0, 1.0, "uniform",
+                                         "prior")),
     "ltkd_teacher_weights": (lambda a, n: losses.ltkd_loss(
         a["s"], a["t"], priors.group_matrix(n),
         priors.log_group_prior(n, priors.group_matrix(n)), temperature=2.0,
-        group_tau=0.5, alpha=0.5, beta=2.0, within="teacher"),
-             lambda a, n: ref_ltkd(a["s"], a["t"], n, 2.0, 0.5, 0.5, 2.0, "teacher")),
+        group_tau=0.5, alpha=0.5, beta=2.0, within="teacher", rebalance="prior"),
+             lambda a, n: ref_ltkd(a["s"], a["t"], n, 2.0, 0.5, 0.5, 2.0, "teacher",
+                                   "prior")),
     "cross_entropy": (lambda a, n: losses.cross_entropy(a["s"], a["y"]),
                       lambda a, n: np_ce(a["s"], a["y"])),
     "class_balanced_ce": (
@@ -574,11 +585,44 @@ def test_ltkd_without_rebalancing_is_kd():
   groups = priors.group_matrix(counts)
   out = losses.ltkd_loss(arrays["s"], arrays["t"], groups,
                          priors.log_group_prior(counts, groups), group_tau=0.0,
-                         within="teacher")
+                         within="teacher", rebalance="prior")
   np.testing.assert_allclose(out, losses.kd_loss(arrays["s"], arrays["t"]), rtol=1e-5,
                              atol=1e-6)
   with pytest.raises(ValueError, match="within must be one of"):
     losses.ltkd_loss(arrays["s"], arrays["t"], groups, np.zeros(3), within="equal")
+  with pytest.raises(ValueError, match="rebalance must be one of"):
+    losses.ltkd_loss(arrays["s"], arrays["t"], groups, np.zeros(3), rebalance="group")
+
+
+def test_ltkd_batch_rebalancing():
+  """The paper's rebalancing divides each group's batch-mean teacher probability out:
+  one sample alone gets the uniform group target; a batch and its copy concatenated give
+  the same per-sample losses; a batch without any tail-class image stays finite, and
+  its rebalanced batch total is more even than the teacher's."""
+  arrays, counts = make_inputs(3, *SHAPES[1])
+  groups = priors.group_matrix(counts)
+  log_prior = priors.log_group_prior(counts, groups)
+  s, t = arrays["s"], arrays["t"]
+  one = losses.ltkd_loss(s[:1], t[:1], groups, log_prior, beta=0.0)
+  q = np_softmax(f64(arrays)["s"][:1] / 4.0)
+  big_q = np.stack([q[:, groups.argmax(1) == g].sum(1) for g in range(3)], 1)
+  np.testing.assert_allclose(one, 16.0 * np_kl(np.full((1, 3), 1 / 3), np.log(big_q)),
+                             rtol=1e-5)
+  twice = losses.ltkd_loss(np.concatenate([s, s]), np.concatenate([t, t]), groups,
+                           log_prior)
+  np.testing.assert_allclose(twice[:len(s)], losses.ltkd_loss(s, t, groups, log_prior),
+                             rtol=1e-5, atol=1e-6)
+  # Labels play no part: a batch whose images are all head classes is a batch like any
+  # other (the teacher still spreads some mass on every group).
+  head_only = np.asarray(t, np.float64).copy()
+  head_only[:, groups.argmax(1) == 0] += 6.0  # a teacher sure of the head
+  out = losses.ltkd_loss(s, head_only.astype(np.float32), groups, log_prior)
+  assert np.all(np.isfinite(out))
+  p = np_softmax(head_only / 4.0)
+  big_p = np.stack([p[:, groups.argmax(1) == g].sum(1) for g in range(3)], 1)
+  target = big_p / big_p.mean(0)
+  target /= target.sum(1, keepdims=True)
+  assert np.ptp(target.mean(0)) < np.ptp(big_p.mean(0))
 
 
 def test_group_matrix_and_prior():
@@ -681,10 +725,15 @@ STUDENT_CASES = {
         "lrd": 0.5 * ref_balanced_mean(
             ref_kd(a["s"], ref_rectify(a["t"], a["y"], n, 1.0, True), 4.0),
             a["y"], 1 / np_prior(n))})),
-    "ltkd": ("ltkd", lambda a: {"group_tau": 0.5, "ce_weight": 0.5},
+    "ltkd": ("ltkd", lambda a: {"ce_weight": 0.5},
              lambda a, n: (0.5 * np.mean(np_ce(a["s"], a["y"])), {
-                 "ltkd": np.mean(ref_ltkd(a["s"], a["t"], n, 4.0, 0.5, 1.0, 1.0,
+                 "ltkd": np.mean(ref_ltkd(a["s"], a["t"], n, 4.0, 1.0, 1.0, 1.0,
                                           "uniform"))})),
+    "ltkd_prior": ("ltkd", lambda a: {"rebalance": "prior", "group_tau": 0.5,
+                                      "ce_weight": 0.5},
+                   lambda a, n: (0.5 * np.mean(np_ce(a["s"], a["y"])), {
+                       "ltkd": np.mean(ref_ltkd(a["s"], a["t"], n, 4.0, 0.5, 1.0, 1.0,
+                                                "uniform", "prior"))})),
     "krd_lrd_only_la": (
         "krd", lambda a: dict(use_rrd=False, ce="logit_adjusted", tau=0.5),
         lambda a, n: (np.mean(np_ce(a["s"] + np.log(np_prior(n)), a["y"])), {

@@ -38,7 +38,8 @@ METHOD = base.Method(
     name="bkd", title="BKD",
     # T = 2, the authors' (EricZsy/BalancedKnowledgeDistillation train_student.py): the
     # reweighting's correction grows with T (DESIGN.md section 2), so T = 4 over-corrects.
-    params={"temperature": base.temperature(2.0), "kd_weight": base.weight(),
+    params={"temperature": base.temperature(2.0),
+            "kd_weight": base.weight(1.0, "weight of the distillation term"),
             "beta_en": base.Param(0.9999, "effective-number beta", low=0.0, high=1.0,
                                   high_open=True),
             "weights_from_epoch": base.Param(

@@ -36,7 +36,7 @@ def build(counts, hint_weight, ce_weight):
 METHOD = base.Method(
     name="fitnet", title="FitNet",
     params={"hint_weight": base.weight(100.0, "weight of the hint (feature MSE) term"),
-            "ce_weight": base.weight(),
+            "ce_weight": base.weight(1.0, "weight of the student's CE term"),
             # mdistiller's FitNet has no warm-up.
             "warmup_epochs": base.Param(0, "epochs the hint term ramps over; -1: "
                                         "student.distill_warmup_epochs", low=-1)},

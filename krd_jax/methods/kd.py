@@ -23,6 +23,8 @@ def build(counts, temperature, kd_weight, ce_weight):
 
 METHOD = base.Method(
     name="kd", title="KD",
-    params={"temperature": base.temperature(), "kd_weight": base.weight(),
-            "ce_weight": base.weight(), "warmup_epochs": base.warmup()},
+    params={"temperature": base.temperature(),
+            "kd_weight": base.weight(1.0, "weight of the distillation term"),
+            "ce_weight": base.weight(1.0, "weight of the student's CE term"),
+            "warmup_epochs": base.warmup()},
     build=build, uses_teacher=lambda hp: True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from typing import Sequence
+from typing import Callable, Sequence
 
 import ml_collections
 from tqdm.auto import tqdm
@@ -121,6 +121,18 @@ def parallel_groups(runs_: Sequence[Run], size: int) -> list[list[Run]]:
   return [g for g in groups if len(g) > 1]
 
 
+def _trained_together(group: Sequence[Run], train: Callable[[], object], folder: str,
+                      member: str) -> list[Outcome]:
+  """The outcomes of runs that `train()` trains as one program: all trained, or all
+  diverged (one NaN/Inf loss stops the program)."""
+  try:
+    train()
+  except loop.NonFiniteLossError as e:
+    tqdm.write(f"{folder}: {e} (every {member} is reported diverged)")
+    return [("diverged", None)] * len(group)
+  return [("trained", _final(run)) for run in group]
+
+
 def execute_group(group: Sequence[Run], experiments: Experiments,
                   workdir: str) -> list[Outcome]:
   """Trains (or resumes) a group of seeds as one vmapped program (--parallel-seeds);
@@ -129,13 +141,11 @@ def execute_group(group: Sequence[Run], experiments: Experiments,
   seeds = "-".join(str(r.seed) for r in group)
   group_dir = os.path.join(workdir, "parallel", f"{first.method}_s{seeds}_"
                            f"{digest([r.run_dir for r in group])}")
-  try:
-    experiments.for_run(first).train_students_parallel(
-        [r.cfg for r in group], [r.run_dir for r in group], group_dir)
-  except loop.NonFiniteLossError as e:
-    tqdm.write(f"{group_dir}: {e} (every seed of the group is reported diverged)")
-    return [("diverged", None)] * len(group)
-  return [("trained", _final(run)) for run in group]
+  exp = experiments.for_run(first)
+  return _trained_together(
+      group, lambda: exp.train_students_parallel([r.cfg for r in group],
+                                                 [r.run_dir for r in group], group_dir),
+      group_dir, "seed of the group")
 
 
 def cohorts(runs_: Sequence[Run]) -> list[list[Run]]:
@@ -157,13 +167,11 @@ def execute_cohort(group: Sequence[Run], experiments: Experiments,
   reader = next((r for r in group if r.teacher_dir), group[0])
   cohort_dir = os.path.join(workdir, "cohorts", f"s{group[0].seed}_"
                             f"{digest([r.run_dir for r in group])}")
-  try:
-    experiments.for_run(reader).train_cohort(
-        [r.cfg for r in group], [r.run_dir for r in group], cohort_dir)
-  except loop.NonFiniteLossError as e:
-    tqdm.write(f"{cohort_dir}: {e} (every student of the cohort is reported diverged)")
-    return [("diverged", None)] * len(group)
-  return [("trained", _final(run)) for run in group]
+  exp = experiments.for_run(reader)
+  return _trained_together(
+      group, lambda: exp.train_cohort([r.cfg for r in group], [r.run_dir for r in group],
+                                      cohort_dir),
+      cohort_dir, "student of the cohort")
 
 
 def _train_all(all_runs: list[Run], experiments: Experiments, workdir: str,

@@ -143,6 +143,36 @@ def steady(cfgs, ds, teacher, blocks: int, steps: int) -> dict:
           "cohort_all": times["cohort"]}
 
 
+def parts(cfgs, ds, teacher, blocks: int, steps: int) -> dict:
+  """Median seconds of the cohort's parts: the teacher's forward, a student step without
+  teacher (CE) and a KD step, alternating timed blocks: the floor of a cohort of N
+  students is teacher + N x student."""
+  mesh = sharding.make_mesh(1)
+  ce = student_lib.student_setup(cfgs[METHODS.index("ce")], ds, mesh, None)
+  kd = student_lib.student_setup(cfgs[METHODS.index("kd")], ds, mesh, teacher)
+  tv = sharding.replicate(teacher.variables, mesh)
+  batch = sharding.shard_batch(next(iter(ce.loader.host_epoch(0))), mesh)
+  forward = jax.jit(lambda v, images: steps_lib.teacher_outputs(
+      teacher.model, v, ce.preprocess(images, None)),
+      compiler_options=steps_lib.compiler_options(mesh))
+  ce_step = steps_lib.jit_train_step(ce.step, mesh, donate=False)
+  kd_step = steps_lib.jit_train_step(kd.step, mesh, donate=False)
+  ce_state = sharding.replicate(ce.state, mesh)
+  kd_state = sharding.replicate(kd.state.replace(teacher=tv), mesh)
+  fns = {"teacher_forward": lambda: forward(tv, batch["image"])[0],
+         "student_step_without_teacher": lambda: ce_step(ce_state, batch, ce.rng)[1]["loss"],
+         "kd_step": lambda: kd_step(kd_state, batch, kd.rng)[1]["loss"]}
+  for fn in fns.values():  # compile and warm up
+    jax.block_until_ready(fn())
+    jax.block_until_ready(fn())
+  times = {name: [] for name in fns}
+  for b in range(blocks):
+    order = list(fns.items())
+    for name, fn in (order if b % 2 == 0 else order[::-1]):
+      times[name].append(_block(fn, steps))
+  return {name: statistics.median(v) for name, v in times.items()}
+
+
 def torch_best(teacher: str, student: str, batch: int, variants, steps: int,
                warmup: int) -> dict:
   """PyTorch's online KD step: each variant's warm-up (compilation) and median step."""
@@ -166,6 +196,8 @@ def main() -> None:
   parser.add_argument("--blocks", type=int, default=4)
   parser.add_argument("--steps", type=int, default=3, help="steps per timed block")
   parser.add_argument("--no-torch", action="store_true")
+  parser.add_argument("--parts-only", action="store_true",
+                      help="only the cohort's parts (teacher forward, student step, KD step)")
   parser.add_argument("--torch-variants", default="compile+channels_last,compile")
   parser.add_argument("--out", default=os.path.join(
       os.path.dirname(os.path.abspath(__file__)), "results", "shared_teacher_cpu.jsonl"))
@@ -174,10 +206,10 @@ def main() -> None:
     parser.error("--epochs >= 1, --train-images >= 100 and --blocks >= 1 are needed")
   pairs = []
   for pair in args.pairs.split(","):
-    parts = pair.split(":")
-    if len(parts) != 3 or not parts[2].isdigit():
+    names = pair.split(":")
+    if len(names) != 3 or not names[2].isdigit():
       parser.error(f"--pairs entry {pair!r}; allowed: TEACHER:STUDENT:BATCH")
-    pairs.append((parts[0], parts[1], int(parts[2])))
+    pairs.append((names[0], names[1], int(names[2])))
 
   import step_throughput
   ds = random_long_tailed(args.train_images)
@@ -193,6 +225,14 @@ def main() -> None:
               "date": datetime.date.today().isoformat(),
               "load_average_start": os.getloadavg(),
               "command": " ".join(["python"] + sys.argv)}
+    record["parts"] = parts(cfgs, ds, teacher, args.blocks, args.steps)
+    print(json.dumps({"pair": f"{teacher_name}->{student_name}", **record["parts"]}),
+          flush=True)
+    if args.parts_only:
+      record["load_average_end"] = os.getloadavg()
+      with open(args.out, "a") as f:
+        f.write(json.dumps(record) + "\n")
+      continue
     record["steady"] = steady(cfgs, ds, teacher, args.blocks, args.steps)
     print(json.dumps({"pair": f"{teacher_name}->{student_name}", **record["steady"]}),
           flush=True)

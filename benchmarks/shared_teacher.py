@@ -17,6 +17,8 @@ the fastest of its variants, compile and warm-up timed apart); PyTorch's sweep t
 
   python benchmarks/shared_teacher.py                           # both pairs, ~20 min on 2 CPU cores
   python benchmarks/shared_teacher.py --pairs resnet32:resnet8:128 --epochs 2 --no-torch
+  python benchmarks/shared_teacher.py --parts-only --no-torch   # the cohort's parts, ~2 min
+  bash benchmarks/gpu_shared_teacher.sh                         # the GPU run (device tool)
 
 PyTorch is a benchmark-only dependency: pip install torch==2.13.0.
 """
@@ -179,7 +181,8 @@ def torch_best(teacher: str, student: str, batch: int, variants, steps: int,
   import step_throughput
   out = {}
   for variant in variants:
-    timed = step_throughput.torch_setup(teacher, student, batch, "float32", "cpu", variant)
+    device = "cuda" if jax.devices()[0].platform == "gpu" else "cpu"
+    timed = step_throughput.torch_setup(teacher, student, batch, "float32", device, variant)
     start = time.perf_counter()
     timed(warmup)
     warm = time.perf_counter() - start

@@ -223,9 +223,8 @@ def plot_balanced(summary: list[dict], keys: Sequence[str], path: str) -> str:
   ax.set_xlabel(first)
   ax.set_ylabel("balanced test accuracy (%)")
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+  fig.savefig(path, dpi=120, bbox_inches="tight")
   plt.close(fig)
   return path
 

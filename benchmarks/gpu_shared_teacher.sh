@@ -12,15 +12,8 @@
 #       tensorboard==2.21.0 tqdm==4.70.1
 #   device run: bash benchmarks/gpu_shared_teacher.sh     (at most 9.5 minutes)
 # Results land in $OUT: device.txt, shared_teacher.jsonl, shared_teacher_*.log.
-set -uo pipefail
-export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3 XLA_PYTHON_CLIENT_PREALLOCATE=false
-OUT=${OUT:-/tmp/gpu_out}
-mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site ${WHL_DIR:-.whl}/*.whl
-export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
-{ nvidia-smi -L; python3 -c "import jax, torch; print('jax', jax.__version__, jax.devices(), 'torch', torch.__version__)"; git rev-parse --short HEAD 2>/dev/null; date -u; nproc; } | tee "$OUT/device.txt"
+source "$(dirname "$0")/gpu_env.sh"
 SHARED="python3 benchmarks/shared_teacher.py --out $OUT/shared_teacher.jsonl"
-quiet() { grep -v Warning; }
 
 # 1. The parts, both CIFAR pairs.                                          ~60 s
 timeout 120 $SHARED --parts-only --no-torch 2>&1 | quiet | tee "$OUT/shared_teacher_parts.log"

@@ -14,15 +14,8 @@
 # benchmarks/input_cores.py (images/s per host core) and data_throughput.py measure on a
 # host with TensorFlow; step 5's ResNet-50 -> ResNet-18 img/s over input_cores' rate per
 # core is the number of host cores this GPU needs.
-set -uo pipefail
-export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3 XLA_PYTHON_CLIENT_PREALLOCATE=false
-OUT=${OUT:-/tmp/gpu_out}
-mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site ${WHL_DIR:-.whl}/*.whl
-export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
-{ nvidia-smi -L; python3 -c "import jax, torch; print('jax', jax.__version__, jax.devices(), 'torch', torch.__version__)"; git rev-parse --short HEAD 2>/dev/null; date -u; nproc; } | tee "$OUT/device.txt"
+source "$(dirname "$0")/gpu_env.sh"
 ST="python3 benchmarks/step_throughput.py --warmup 3 --json $OUT/step_throughput.jsonl"
-quiet() { grep -v Warning; }
 
 # 1. float32, both CIFAR pairs at their batches, every default PyTorch variant
 #    (torch.compile's warm-up, compilation included, is reported apart).    ~150 s

@@ -85,7 +85,7 @@ def random_teacher(cfg, ds) -> teacher_lib.Teacher:
   return teacher_lib.Teacher(model, variables, meta={}, summary={})
 
 
-def _block(fn, steps: int) -> float:
+def time_block(fn, steps: int) -> float:
   start = time.perf_counter()
   out = None
   for _ in range(steps):
@@ -125,7 +125,7 @@ def steady(cfgs, exp: Experiment, blocks: int, steps: int) -> dict:
   for b in range(blocks):
     order = [(run_solo, solo), (run_par, par)]
     for fn, out in (order if b % 2 == 0 else order[::-1]):
-      out.append(_block(fn, steps))
+      out.append(time_block(fn, steps))
   solo_med, par_med = statistics.median(solo), statistics.median(par)
   batch_size = cfgs[0].student.batch_size
   return {"in_turn_s_per_step": solo_med, "vmapped_s_per_step": par_med,

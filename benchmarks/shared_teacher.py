@@ -47,7 +47,7 @@ from krd_jax.experiment import Experiment  # noqa: E402
 from krd_jax.train import cohort as cohort_lib  # noqa: E402
 from krd_jax.train import steps as steps_lib  # noqa: E402
 from krd_jax.train import student as student_lib  # noqa: E402
-from parallel_seeds import random_teacher  # noqa: E402
+from parallel_seeds import random_teacher, time_block  # noqa: E402
 
 METHODS = ("ce", "kd", "bkd", "dkd", "ltkd", "krd", "logit_adjusted")
 NUM_CLASSES = 100
@@ -96,15 +96,6 @@ def end_to_end(cfgs, ds, teacher, root: str) -> dict:
   return {"alone_s": alone, "cohort_s": together, "speedup": alone / together}
 
 
-def _block(fn, steps: int) -> float:
-  start = time.perf_counter()
-  out = None
-  for _ in range(steps):
-    out = fn()
-  jax.block_until_ready(out)
-  return (time.perf_counter() - start) / steps
-
-
 def steady(cfgs, ds, teacher, blocks: int, steps: int) -> dict:
   """Median seconds per step of the whole sweep: 7 solo steps in turn vs one cohort step."""
   mesh = sharding.make_mesh(1)
@@ -137,7 +128,7 @@ def steady(cfgs, ds, teacher, blocks: int, steps: int) -> dict:
   for b in range(blocks):
     order = [("alone", run_alone), ("cohort", run_cohort)]
     for name, fn in (order if b % 2 == 0 else order[::-1]):
-      times[name].append(_block(fn, steps))
+      times[name].append(time_block(fn, steps))
   alone, together = statistics.median(times["alone"]), statistics.median(times["cohort"])
   return {"alone_s_per_step": alone, "cohort_s_per_step": together,
           "speedup": alone / together, "compile_s": compile_s, "blocks": blocks,
@@ -171,7 +162,7 @@ def parts(cfgs, ds, teacher, blocks: int, steps: int) -> dict:
   for b in range(blocks):
     order = list(fns.items())
     for name, fn in (order if b % 2 == 0 else order[::-1]):
-      times[name].append(_block(fn, steps))
+      times[name].append(time_block(fn, steps))
   return {name: statistics.median(v) for name, v in times.items()}
 
 

@@ -90,3 +90,23 @@ def test_cohort_refuses_runs_that_differ_in_more_than_the_method(tmp_path):
   tuned = ml_collections.ConfigDict(b.to_dict())
   tuned.methods.kd.temperature = 2.0
   cohort_lib.check_cohort([a, tuned.lock()])
+
+
+def test_a_cohort_too_large_for_the_device_trains_its_students_one_by_one(
+    tmp_path, monkeypatch, capsys):
+  """Bounded: where the compiled cohort step would not fit the device's memory (here a
+  device said to hold 1 KiB), the sweep says so in one line and trains each student alone,
+  online teacher and all; nothing of the cohort is written."""
+  from krd_jax import ablate
+  from test_ablate import _base
+  monkeypatch.setattr(cohort_lib, "device_memory_limit", lambda mesh: 1024)
+  workdir = tmp_path / "sweep"
+  result = ablate.run_sweep(_base(), "", ["krd", "logit_adjusted"], [0], str(workdir))
+  assert result["trained"] == 2 and not (workdir / "cohorts").exists()
+  out = capsys.readouterr()
+  assert "a cohort step needs" in out.out + out.err
+  assert "more than 90% of its 0.00 GiB; its 2 students train one by one" in out.out + out.err
+  for row in result["rows"]:
+    assert "trained_in" not in json.loads(
+        (tmp_path / "sweep" / "students" / os.path.basename(row["run_dir"]) /
+         "final.json").read_text())

@@ -163,15 +163,21 @@ def cohorts(runs_: Sequence[Run]) -> list[list[Run]]:
 def execute_cohort(group: Sequence[Run], experiments: Experiments,
                    workdir: str) -> list[Outcome]:
   """Trains (or resumes) one seed's students of several methods as one cohort; returns
-  each run's (status, final record) as `execute` would."""
+  each run's (status, final record) as `execute` would. A cohort too large for the
+  device's memory trains its students one by one instead, with one line saying so."""
   reader = next((r for r in group if r.teacher_dir), group[0])
   cohort_dir = os.path.join(workdir, "cohorts", f"s{group[0].seed}_"
                             f"{digest([r.run_dir for r in group])}")
   exp = experiments.for_run(reader)
-  return _trained_together(
-      group, lambda: exp.train_cohort([r.cfg for r in group], [r.run_dir for r in group],
-                                      cohort_dir),
-      cohort_dir, "student of the cohort")
+  try:
+    return _trained_together(
+        group, lambda: exp.train_cohort([r.cfg for r in group],
+                                        [r.run_dir for r in group], cohort_dir),
+        cohort_dir, "student of the cohort")
+  except cohort_lib.CohortTooLarge as e:
+    tqdm.write(f"seed {group[0].seed}: {e}; its {len(group)} students train one by one, "
+               "each running the teacher")
+    return [execute(run, experiments) for run in group]
 
 
 def _train_all(all_runs: list[Run], experiments: Experiments, workdir: str,

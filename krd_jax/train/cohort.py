@@ -51,6 +51,37 @@ def shared_part(cfg: ml_collections.ConfigDict) -> dict:
   return d
 
 
+class CohortTooLarge(RuntimeError):
+  """The cohort's compiled step needs more device memory than the budget; str() is one
+  line saying how much, against what. Nothing was written: train each student alone."""
+
+
+# The share of the device's memory a cohort's step may plan to use.
+MEMORY_BUDGET = 0.9
+
+
+def device_memory_limit(mesh: Mesh) -> int | None:
+  """Bytes one device of `mesh` can hold (None where the platform does not say: CPU)."""
+  stats = mesh.devices.flat[0].memory_stats()
+  return (stats or {}).get("bytes_limit")
+
+
+def check_fits(step_fn: Callable, state: TrainState, example: Callable[[], dict],
+               rng: jax.Array, mesh: Mesh, budget: float = MEMORY_BUDGET) -> None:
+  """Raises CohortTooLarge where the compiled cohort step (its arguments, outputs and
+  temporaries, from XLA's memory analysis of the step on `example()`, a global batch)
+  exceeds `budget` of a device's memory. Free where the platform states no limit."""
+  limit = device_memory_limit(mesh)
+  if not limit:
+    return
+  stats = step_fn.lower(state, example(), rng).compile().memory_analysis()
+  needed = (stats.argument_size_in_bytes + stats.output_size_in_bytes +
+            stats.temp_size_in_bytes - stats.alias_size_in_bytes)
+  if needed > budget * limit:
+    raise CohortTooLarge(f"a cohort step needs {needed / 2**30:.2f} GiB per device, more "
+                         f"than {budget:.0%} of its {limit / 2**30:.2f} GiB")
+
+
 def check_cohort(cfgs: Sequence[ml_collections.ConfigDict]) -> None:
   """Raises ValueError unless `cfgs` are one run's students of distinct methods."""
   if not cfgs:
@@ -141,6 +172,7 @@ def train_cohort(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh: Mesh,
 
   Raises:
     ValueError: the configs are not one cohort, or run_dirs does not match.
+    CohortTooLarge: the step would not fit the device's memory (nothing written).
     loop.NonFiniteLossError: any student's loss became NaN/Inf (the cohort stops).
   """
   check_cohort(cfgs)
@@ -156,6 +188,7 @@ def train_cohort(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh: Mesh,
   state = sharding.replicate(cohort_state(setups, names, student_lib.private_teacher_copy(
       teacher.variables if any(readers) else None)), mesh)
   eval_step = steps_lib.jit_eval_step(first.eval_step, mesh)  # one student model for all
+  check_fits(step_fn, state, lambda: next(iter(first.loader.epoch(0))), first.rng, mesh)
 
   def evaluate_all(s: TrainState, split: str) -> dict[str, dict]:
     return {n: evaluation.evaluate(eval_step, member(s, n).model_variables(), ds, split,

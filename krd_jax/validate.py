@@ -27,6 +27,7 @@ from krd_jax import checks
 from krd_jax import config as config_lib
 from krd_jax import methods as methods_lib
 from krd_jax import sharding
+from krd_jax.configs import common as configs_common
 from krd_jax.data import image_folder
 from krd_jax.data import sources
 from krd_jax.losses import registry
@@ -149,7 +150,9 @@ def _check_data(cfg: ml_collections.ConfigDict) -> None:
   for key in ("data_dir", "split_list_dir"):
     folder = cfg.data[key]
     if folder and not os.path.isdir(os.path.expanduser(folder)):
-      _fail(f"data.{key}", folder, "an existing folder")
+      command = key == "data_dir" and configs_common.extraction_command(folder)
+      _fail(f"data.{key}", folder, "an existing folder" + (
+          f" (the offline copy: extract its archive there, {command})" if command else ""))
 
 
 def _check_role(cfg: ml_collections.ConfigDict, role: str, devices: int) -> None:

@@ -213,3 +213,18 @@ def test_bkd_defaults_are_its_authors_everywhere():
   defaults = methods.get("bkd").defaults()
   assert {k: defaults[k] for k in ("temperature", "kd_weight", "beta_en")} == {
       k: BKD[k] for k in ("temperature", "kd_weight", "beta_en")}
+
+
+def test_offline_recipe_without_its_folder_names_the_extraction_command(
+    tmp_path, monkeypatch, capsys):
+  monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.cache/krd_jax/cifar100-png there
+  workdir = tmp_path / "w"
+  rc = cli_lib.cli(["krd_jax", "teacher", "--config=cifar100_lt:offline,local",
+                    f"--config.workdir={workdir}"])
+  assert rc == cli_lib.EXIT_BAD_INPUT
+  err = capsys.readouterr().err
+  assert "an existing folder (the offline copy: extract its archive there, mkdir -p " \
+      "~/.cache/krd_jax/cifar100-png && tar xzf cifar100-png.tar.gz -C " \
+      "~/.cache/krd_jax/cifar100-png)" in err
+  assert len([line for line in err.splitlines() if line.strip()]) == 1
+  assert not workdir.exists()

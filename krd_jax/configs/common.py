@@ -137,13 +137,32 @@ def teacher_recipe(cfg, recipe: str):
   return cfg
 
 
+# The offline copies `offline` reads, by cache folder: the archive each is extracted from.
+OFFLINE_ARCHIVES = {"cifar10-jpg": "cifar10-jpg.tar.gz", "cifar100-png": "cifar100-png.tar.gz"}
+
+
+def offline_folder(folder: str) -> str:
+  """~/.cache/krd_jax/<folder>, where `offline` reads an extracted archive."""
+  return os.path.expanduser(f"~/.cache/krd_jax/{folder}")
+
+
+def extraction_command(data_dir: str) -> str | None:
+  """The command that extracts the offline archive `data_dir` is the cache folder of, or
+  None where it is not one (a refusal names it: the folder is missing)."""
+  for folder, archive in OFFLINE_ARCHIVES.items():
+    if os.path.abspath(os.path.expanduser(data_dir)) == offline_folder(folder):
+      return (f"mkdir -p ~/.cache/krd_jax/{folder} && tar xzf {archive} -C "
+              f"~/.cache/krd_jax/{folder}")
+  return None
+
+
 def offline(cfg, folder: str):
   """Reads the dataset from the image folder ~/.cache/krd_jax/<folder> (train/ and test/,
   one sub-folder per class, alphabetical = CIFAR's label order; extract the archive from
   ../shared/data there) instead of downloading it through tfds. Call it after the
   teacher and baseline recipes: they key on cfg.data.name."""
   cfg.data.name = "image_folder"
-  cfg.data.data_dir = os.path.expanduser(f"~/.cache/krd_jax/{folder}")
+  cfg.data.data_dir = offline_folder(folder)
   return cfg
 
 

@@ -81,6 +81,9 @@ class Param:
   choices: tuple[Any, ...] | None = None
   acts: ActsRule | None = None
   nonempty: bool = False
+  # A knob added with a default that changes what earlier runs of its method computed: a
+  # run folder from before it is another run (train/run_dir.only_new_defaults).
+  changes_runs: bool = False
 
   def accepts(self, value: Any) -> bool:
     if self.choices is not None:

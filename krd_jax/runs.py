@@ -23,6 +23,7 @@ from krd_jax.experiment import load_data  # noqa: F401  (callers load data throu
 from krd_jax.experiment import make_mesh  # noqa: F401
 from krd_jax.train import cohort as cohort_lib
 from krd_jax.train import metrics as metrics_lib
+from krd_jax.train import run_dir as run_dir_lib
 
 
 def student_dir(cfg: ml_collections.ConfigDict, name: str | None = None) -> str:
@@ -71,18 +72,16 @@ def evaluate(cfg: ml_collections.ConfigDict) -> dict:
   return {"rows": rows, "student": result}
 
 
-def _final(run_dir: str) -> dict | None:
-  path = os.path.join(run_dir, "final.json")
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
+def _finished(cfg: ml_collections.ConfigDict) -> dict | None:
+  """The final.json of `cfg`'s student run where its folder holds that run, finished."""
+  return run_dir_lib.finished(student_dir(cfg), run_dir_lib.role_json(cfg, "student"))
 
 
 def _train_demo_students(exp: Experiment, cfgs: list) -> dict[str, dict]:
-  """Each demo student's test summary: finished runs are read back, the others train as
-  one cohort (one teacher pass per step for all of them, krd_jax.train.cohort)."""
-  pending = [c for c in cfgs if _final(student_dir(c)) is None]
+  """Each demo student's test summary: finished runs of the same configuration are read
+  back, the others train as one cohort (one teacher pass per step for all of them,
+  krd_jax.train.cohort); a folder holding another run is refused as a solo run would."""
+  pending = [c for c in cfgs if _finished(c) is None]
   if len(pending) > 1:
     names = [c.student.method for c in pending]
     try:
@@ -93,7 +92,7 @@ def _train_demo_students(exp: Experiment, cfgs: list) -> dict[str, dict]:
       print(f"krd_jax: {error}; the demo's students train one by one", file=sys.stderr)
   for c in pending:
     exp.train_student(c, student_dir(c))
-  return {c.student.method: _final(student_dir(c))["test"] for c in cfgs}
+  return {c.student.method: _finished(c)["test"] for c in cfgs}
 
 
 def demo(cfg: ml_collections.ConfigDict) -> dict:

@@ -110,3 +110,18 @@ def test_a_cohort_too_large_for_the_device_trains_its_students_one_by_one(
     assert "trained_in" not in json.loads(
         (tmp_path / "sweep" / "students" / os.path.basename(row["run_dir"]) /
          "final.json").read_text())
+
+
+def test_demo_reads_back_only_runs_of_its_own_configuration(tmp_path, capsys):
+  """The demo reuses a finished student of the same configuration; a student folder that
+  holds another configuration's run is refused (exit 2, one line), never read back."""
+  from krd_jax import __main__ as cli_lib
+  args = ["krd_jax", "demo", "--config=digits_lt:local", f"--config.workdir={tmp_path}",
+          "--config.progress=False", "--config.demo_methods=('ce','kd')"]
+  assert cli_lib.cli(args) == 0
+  first = (tmp_path / "report.json").read_text()
+  assert cli_lib.cli(args) == 0 and (tmp_path / "report.json").read_text() == first
+  capsys.readouterr()
+  assert cli_lib.cli(args + ["--config.methods.kd.temperature=2.0"]) == \
+      cli_lib.EXIT_BAD_INPUT
+  assert "holds a run with another configuration" in capsys.readouterr().err

@@ -163,6 +163,26 @@ def test_a_run_from_before_a_new_parameter_is_the_same_run(tmp_path):
     run_dir_lib.check_run_dir(str(tmp_path / "run"), other)
 
 
+def test_a_new_knob_that_changed_the_method_makes_an_earlier_run_another_run(tmp_path):
+  """LTKD's rebalance defaults to the paper's batch variant; runs from before it computed
+  the prior variant, so their folders are not the same run (refused, not resumed), and a
+  finished one is not read back as a result of the new default."""
+  import ml_collections as mlc
+  from krd_jax.train import run_dir as run_dir_lib
+  cfg = mlc.ConfigDict(config_lib.default_config().to_dict())
+  cfg.student.method = "ltkd"
+  current = run_dir_lib.role_json(cfg.lock(), "student")
+  old = json.loads(json.dumps(current))
+  del old["method_kwargs"]["rebalance"]
+  (tmp_path / "run").mkdir()
+  (tmp_path / "run" / "config.json").write_text(json.dumps(old))
+  (tmp_path / "run" / "final.json").write_text(json.dumps({"test": {}}))
+  assert run_dir_lib.finished(str(tmp_path / "run"), current) is None
+  assert run_dir_lib.finished(str(tmp_path / "run"), old) == {"test": {}}
+  with pytest.raises(validate.InputError, match="another configuration"):
+    run_dir_lib.check_run_dir(str(tmp_path / "run"), current)
+
+
 def test_a_methods_own_warm_up_overrides_the_students():
   """methods.<m>.warmup_epochs >= 0 is the method's ramp (KD 0, DKD 20 in the CIFAR
   recipes); -1 defers to student.distill_warmup_epochs. Checked in the built step."""

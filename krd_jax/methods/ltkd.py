@@ -46,7 +46,9 @@ METHOD = base.Method(
                                 "probabilities taken to uniform over the batch (the "
                                 "paper's), or calibrated by the training group prior "
                                 "(our earlier reconstruction)",
-                                choices=ltkd_losses.REBALANCE),
+                                choices=ltkd_losses.REBALANCE,
+                                # Runs from before it computed "prior".
+                                changes_runs=True),
         "group_tau": base.Param(1.0, "calibration of the teacher's group distribution by "
                                 "the group priors (0: the teacher's own)", low=0.0,
                                 acts=base.acts_with(rebalance="prior")),

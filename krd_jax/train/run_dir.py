@@ -52,7 +52,7 @@ def check_run_dir(run_dir: str, cfg_json: dict) -> None:
   if exists:
     with open(path) as f:
       previous = json.load(f)
-    if previous != cfg_json and not only_new_defaults(previous, cfg_json):
+    if not same_run(previous, cfg_json):
       changed = sorted(k for k in set(previous) | set(cfg_json)
                        if previous.get(k) != cfg_json.get(k))
       raise checks.InputError(
@@ -63,6 +63,23 @@ def check_run_dir(run_dir: str, cfg_json: dict) -> None:
   if distributed.is_primary():
     os.makedirs(run_dir, exist_ok=True)
   write_json_atomic(path, cfg_json, indent=1, sort_keys=True)
+
+
+def same_run(previous: dict, current: dict) -> bool:
+  """Whether a run folder's saved config.json (`previous`) holds the run of `current`."""
+  return previous == current or only_new_defaults(previous, current)
+
+
+def finished(run_dir: str, cfg_json: dict) -> dict | None:
+  """The run's final.json where run_dir holds a finished run of `cfg_json`, else None."""
+  try:
+    with open(os.path.join(run_dir, "config.json")) as f:
+      previous = json.load(f)
+    with open(os.path.join(run_dir, "final.json")) as f:
+      final = json.load(f)
+  except FileNotFoundError:
+    return None
+  return final if same_run(previous, cfg_json) else None
 
 
 def only_new_defaults(previous: dict, current: dict) -> bool:
@@ -76,5 +93,11 @@ def only_new_defaults(previous: dict, current: dict) -> bool:
   if rest(previous) != rest(current) or any(new.get(k, object()) != v for k, v in old.items()):
     return False
   name = current.get("student", {}).get("method")
-  defaults = methods.get(name).defaults() if name in methods.names() else {}
-  return all(k in defaults and new[k] == defaults[k] for k in set(new) - set(old))
+  if name not in methods.names():
+    return False
+  method = methods.get(name)
+  defaults = method.defaults()
+  # A knob whose default changed what the method computes (LTKD's rebalance) makes an
+  # earlier run another run.
+  return all(k in defaults and new[k] == defaults[k] and not method.params[k].changes_runs
+             for k in set(new) - set(old))

@@ -78,8 +78,8 @@ def _finished(cfg: ml_collections.ConfigDict) -> dict | None:
 
 
 def _train_demo_students(exp: Experiment, cfgs: list) -> dict[str, dict]:
-  """Each demo student's test summary: finished runs of the same configuration are read
-  back, the others train as one cohort (one teacher pass per step for all of them,
+  """Each demo student's final record (final.json): finished runs of the same
+  configuration are read back, the others train as one cohort (one teacher pass per step for all of them,
   krd_jax.train.cohort); a folder holding another run is refused as a solo run would."""
   pending = [c for c in cfgs if _finished(c) is None]
   if len(pending) > 1:
@@ -92,7 +92,7 @@ def _train_demo_students(exp: Experiment, cfgs: list) -> dict[str, dict]:
       print(f"krd_jax: {error}; the demo's students train one by one", file=sys.stderr)
   for c in pending:
     exp.train_student(c, student_dir(c))
-  return {c.student.method: _finished(c)["test"] for c in cfgs}
+  return {c.student.method: _finished(c) for c in cfgs}
 
 
 def demo(cfg: ml_collections.ConfigDict) -> dict:
@@ -107,16 +107,16 @@ def demo(cfg: ml_collections.ConfigDict) -> dict:
   rows = {teacher_name: exp.teacher().summary}
   # The cheapest long-tail baseline: the teacher's own logits, prior-corrected.
   rows.update(reports.post_hoc_row(teacher_name, exp.teacher_post_hoc()))
-  tests = _train_demo_students(exp, [with_method(cfg, m) for m in cfg.demo_methods])
-  for method in cfg.demo_methods:
-    run_cfg = with_method(cfg, method)
-    rows[reports.student_row_name(cfg, method)] = tests[method]
+  run_cfgs = [with_method(cfg, m) for m in cfg.demo_methods]
+  finals = _train_demo_students(exp, run_cfgs)
+  for run_cfg in run_cfgs:
+    method = run_cfg.student.method
+    rows[reports.student_row_name(cfg, method)] = finals[method]["test"]
     if not validate.needs_teacher(run_cfg, method):
       # The teacher-free bar a distillation method must beat includes the plain
       # student with its logits prior-corrected after training (tau chosen on val).
-      with open(os.path.join(student_dir(run_cfg), "final.json")) as f:
-        post_hoc = json.load(f)["post_hoc"]
-      rows.update(reports.post_hoc_row(reports.student_row_name(cfg, method), post_hoc))
+      rows.update(reports.post_hoc_row(reports.student_row_name(cfg, method),
+                                       finals[method]["post_hoc"]))
   plot = os.path.join(cfg.workdir, "per_class_accuracy.png")
   if distributed.is_primary():
     reports.plot_demo(rows, exp.data, plot)

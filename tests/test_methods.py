@@ -139,18 +139,26 @@ def test_toy_method_runs_through_the_cli_and_a_seed_group(toy, tmp_path, capsys)
                                      for s in (0, 1))
 
 
-def test_a_run_from_before_a_new_parameter_is_the_same_run(tmp_path):
-  """A run folder written before a method gained a hyper-parameter resumes if the new
-  one holds its default, and is refused (one line, nothing written) otherwise."""
+def _run_from_before(tmp_path, method: str, knob: str):
+  """(the config.json a `method` run writes now, the one it wrote before `knob` existed),
+  the latter saved in tmp_path/run."""
   import ml_collections as mlc
   from krd_jax.train import run_dir as run_dir_lib
   cfg = mlc.ConfigDict(config_lib.default_config().to_dict())
-  cfg.student.method = "bkd"
+  cfg.student.method = method
   current = run_dir_lib.role_json(cfg.lock(), "student")
   old = json.loads(json.dumps(current))
-  del old["method_kwargs"]["weights_from_epoch"]
+  del old["method_kwargs"][knob]
   (tmp_path / "run").mkdir()
   (tmp_path / "run" / "config.json").write_text(json.dumps(old))
+  return current, old
+
+
+def test_a_run_from_before_a_new_parameter_is_the_same_run(tmp_path):
+  """A run folder written before a method gained a hyper-parameter resumes if the new
+  one holds its default, and is refused (one line, nothing written) otherwise."""
+  from krd_jax.train import run_dir as run_dir_lib
+  current, old = _run_from_before(tmp_path, "bkd", "weights_from_epoch")
   run_dir_lib.check_run_dir(str(tmp_path / "run"), current)  # accepted
   assert json.loads((tmp_path / "run" / "config.json").read_text()) == old  # untouched
   changed = json.loads(json.dumps(current))
@@ -167,15 +175,8 @@ def test_a_new_knob_that_changed_the_method_makes_an_earlier_run_another_run(tmp
   """LTKD's rebalance defaults to the paper's batch variant; runs from before it computed
   the prior variant, so their folders are not the same run (refused, not resumed), and a
   finished one is not read back as a result of the new default."""
-  import ml_collections as mlc
   from krd_jax.train import run_dir as run_dir_lib
-  cfg = mlc.ConfigDict(config_lib.default_config().to_dict())
-  cfg.student.method = "ltkd"
-  current = run_dir_lib.role_json(cfg.lock(), "student")
-  old = json.loads(json.dumps(current))
-  del old["method_kwargs"]["rebalance"]
-  (tmp_path / "run").mkdir()
-  (tmp_path / "run" / "config.json").write_text(json.dumps(old))
+  current, old = _run_from_before(tmp_path, "ltkd", "rebalance")
   (tmp_path / "run" / "final.json").write_text(json.dumps({"test": {}}))
   assert run_dir_lib.finished(str(tmp_path / "run"), current) is None
   assert run_dir_lib.finished(str(tmp_path / "run"), old) == {"test": {}}

@@ -7,16 +7,23 @@ from krd_jax import calibration
 from krd_jax import priors
 
 
-def _biased_logits(seed=0, n_per_class=200, num_classes=4, bias=2.0, scale=3.0):
+SHIFT = 1.5  # the true class's mean: x ~ N(SHIFT e_y, I)
+
+
+def _biased_logits(seed=0, n_per_class=200, num_classes=4, bias=2.0, scale=2.0):
   """Logits of a balanced split from a model whose bias toward head classes is
   bias * log pi (the Bayes-exact correction is tau = bias) and whose confidence is
-  `scale` times the true log-likelihood ratio."""
+  `scale` times the true log-likelihood ratio.
+
+  With x ~ N(SHIFT e_y, I), log p(x | y = k) = SHIFT x_k + const, so SHIFT * x is the
+  log-likelihood ratio (the balanced posterior's logits) and scale = 1 is calibrated.
+  """
   rng = np.random.default_rng(seed)
   counts = np.array([400, 100, 25, 6][:num_classes])
   labels = np.repeat(np.arange(num_classes), n_per_class)
-  true = rng.normal(size=(len(labels), num_classes))
-  true[np.arange(len(labels)), labels] += 1.5
-  logits = scale * true + bias * priors.log_prior(counts)
+  x = rng.normal(size=(len(labels), num_classes))
+  x[np.arange(len(labels)), labels] += SHIFT
+  logits = scale * SHIFT * x + bias * priors.log_prior(counts)
   return logits, labels, counts
 
 
@@ -52,8 +59,9 @@ def test_nll_golden():
 def test_fit_temperature_undoes_over_confidence():
   logits, labels, counts = _biased_logits(bias=0.0, scale=4.0)
   s, losses = calibration.fit_temperature(logits, labels)
-  # The logits are 4 x the log-likelihood ratios, so s near 4 calibrates them.
-  assert 2.5 < s < 6.5
+  # The logits are 4 x the log-likelihood ratios, so s = 4 calibrates them; the grid's
+  # neighbours of 4 are 3.36 and 4.76.
+  assert 3.3 < s < 4.8
   assert losses[int(np.argmin(losses))] < calibration.nll(logits, labels)
 
 
@@ -61,7 +69,10 @@ def test_fit_temperature_calibrates_the_corrected_posterior():
   logits, labels, counts = _biased_logits(bias=2.0, scale=1.0)
   lp = priors.log_prior(counts)
   s_corrected, _ = calibration.fit_temperature(logits, labels, lp, tau=2.0)
-  assert 0.6 < s_corrected < 1.6  # once corrected the logits are calibrated
+  # Once corrected, the logits are the log-likelihood ratios: s = 1 (neighbours 0.84, 1.19).
+  assert 0.9 < s_corrected < 1.1
+  s_biased, _ = calibration.fit_temperature(logits, labels)
+  assert s_biased > 2 * s_corrected  # left in, the head bias is absorbed as over-confidence
 
 
 @pytest.mark.parametrize("logits, labels, match", [

@@ -433,7 +433,9 @@ def test_unknown_name_or_argument_raises():
 
 
 def _torch_reference():
-  torch = pytest.importorskip("torch")
+  torch = pytest.importorskip(
+      "torch", reason="PyTorch is not installed: these cross-checks run in CI, where "
+      ".ci/run installs requirements-ci.txt (pip install -r requirements-ci.txt here)")
   spec = importlib.util.spec_from_file_location(
       "torch_reference", ROOT / "benchmarks" / "torch_reference.py")
   module = importlib.util.module_from_spec(spec)

@@ -1,6 +1,6 @@
 """KRDistill against the baselines on the real CIFAR-10-LT (IF = 100), with ablations.
 
-Reads the CIFAR-10 image folder of ../shared/data (extracted) with Pillow, so it runs
+Reads the CIFAR-10 image folder (the offline archive cifar10-jpg.tar.gz, extracted) with Pillow, so it runs
 where TensorFlow is not installed (GPU images); makes it long-tailed with the
 LDAM-DRW profile and draws a balanced validation split from the training images the
 profile left out (used to choose KRDistill's defaults; the test set never is).

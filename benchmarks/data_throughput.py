@@ -15,8 +15,8 @@ warm-up run that compiles and fills tf.data buffers):
   streaming_folder    tf.data over the JPEG folder: parallel decode, pad-crop + flip,
                       batch, prefetch (load_dataset("image_folder", streaming=True)).
 
-The CIFAR-10 folder comes from ../shared/data/cifar10-jpg.tar.gz, extracted outside
-the repository (see ../shared/data/README.md). Without it, --synthetic measures the
+The CIFAR-10 folder comes from the offline archive cifar10-jpg.tar.gz, extracted outside
+the repository. Without it, --synthetic measures the
 in-memory paths on random arrays of CIFAR-10-LT's shape and skips streaming.
 """
 

@@ -6,7 +6,7 @@
 #   echo /.whl/ >> .git/info/exclude; echo /.carry/ >> .git/info/exclude
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl \
 #       ml_collections==1.1.0 flax==0.12.8 optax==0.2.8 chex==0.1.92 orbax-checkpoint==0.12.8
-#   mkdir -p .carry && cp ../shared/data/cifar10-jpg.tar.gz .carry/
+#   mkdir -p .carry && cp /path/to/cifar10-jpg.tar.gz .carry/
 #   device run: bash benchmarks/gpu_check.sh        (about 9 minutes on one H200)
 # Results land in $OUT: throughput.log/jsonl, accuracy logs, cifar10_lt.jsonl, summary.md.
 set -uo pipefail

@@ -6,8 +6,8 @@ losses in `krd_jax.losses` take as arguments (a loss never reads counts or
 config itself).
 
 The KRDistill equations are not published in a form available to us; the
-definitions below follow our reconstruction in DESIGN.md section 1 ("balanced
-category priors") and the cited baselines.
+definitions below follow our reconstruction in docs/method.md ("Two balanced
+priors") and the cited baselines.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def validate_counts(counts: ArrayLike | Sequence[int],
       count that is not a positive integer; the message names those classes.
 
   References:
-    DESIGN.md section 1 (notation: counts n_c, prior pi_c = n_c / sum n).
+    docs/method.md (notation: counts n_c, prior pi_c = n_c / sum n).
   """
   arr = np.asarray(counts)
   if arr.ndim != 1 or arr.size == 0:
@@ -88,7 +88,7 @@ def label_prior(counts: ArrayLike) -> np.ndarray:
     float64 [C], sums to one.
 
   References:
-    DESIGN.md section 1, notation; Menon et al. 2021, "Long-tail learning via
+    docs/method.md, notation; Menon et al. 2021, "Long-tail learning via
     logit adjustment", section 2.
   """
   n = validate_counts(counts).astype(np.float64)
@@ -155,7 +155,7 @@ def balance_weights(counts: ArrayLike, rho: float) -> np.ndarray:
     float32 [C], positive.
 
   References:
-    DESIGN.md section 1, RRD "Balanced weighting" (our reconstruction).
+    docs/method.md, "Averaging and the total" (our reconstruction).
   """
   if rho < 0:
     raise ValueError(f"rho must be >= 0; got {rho}")
@@ -221,7 +221,7 @@ def balanced_center(class_means: ArrayLike) -> np.ndarray:
     float32 [d] (averaged in float64).
 
   References:
-    DESIGN.md section 1, geometric prior and RRD (mu).
+    docs/method.md, "Two balanced priors" (over features; mu).
   """
   means = _check_class_means(class_means)
   return means.mean(axis=0).astype(np.float32)
@@ -239,8 +239,8 @@ def class_mean_anchors(class_means: ArrayLike) -> np.ndarray:
     float32 [d, C], unit columns.
 
   References:
-    ../shared/DESIGN.md section 5 (a variant to try: rectifying toward the teacher's
-    balanced class means rather than an ETF).
+    docs/method.md, "Two balanced priors" (`anchor="class_means"`: rectifying toward
+    the teacher's centred class means rather than an ETF).
   """
   means = _check_class_means(class_means)
   centred = means - means.mean(axis=0)
@@ -263,7 +263,7 @@ def pad_features(features: ArrayLike, dim: int) -> Any:
     inside jit).
 
   References:
-    DESIGN.md section 1: an ETF of C classes needs d >= C, so features with
+    docs/method.md: an ETF of C classes needs d >= C, so features with
     d < C are zero-padded to R^C.
   """
   d = features.shape[-1]
@@ -290,7 +290,7 @@ def simplex_etf(num_classes: int, dim: int, seed: int = 0) -> np.ndarray:
 
   References:
     Papyan et al. 2020, "Prevalence of neural collapse...", Definition 1;
-    DESIGN.md section 1 (geometric prior, seeded random option).
+    docs/method.md, "Two balanced priors" (the seeded random option).
   """
   c = _check_num_classes(num_classes)
   big_d = max(int(dim), c)
@@ -316,7 +316,7 @@ def aligned_etf(class_means: ArrayLike) -> np.ndarray:
 
   References:
     Schoenemann 1966, "A generalized solution of the orthogonal Procrustes
-    problem"; DESIGN.md section 1 (geometric prior, Procrustes-aligned U).
+    problem"; docs/method.md, "Two balanced priors" (Procrustes-aligned U).
   """
   means = _check_class_means(class_means)
   c, d = means.shape

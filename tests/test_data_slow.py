@@ -1,10 +1,10 @@
-"""Slow data tests on the real CIFAR-10 JPEG and CIFAR-100 PNG folders of ../shared/data
+"""Slow data tests on the real CIFAR-10 JPEG and CIFAR-100 PNG folders
 (run with -m slow; the CIFAR-100 one reads $KRD_JAX_CIFAR100_DIR or
 ~/.cache/krd_jax/cifar100-png and is skipped without it).
 
 The folder is taken from $KRD_JAX_CIFAR10_DIR, else ~/.cache/krd_jax/cifar10-jpg when
-it holds train/ and test/, else extracted from ../shared/data/cifar10-jpg.tar.gz into
-a temporary folder. Skipped when none of these exists.
+it holds train/ and test/, else extracted from the archive $KRD_JAX_CIFAR10_TARBALL
+(cifar10-jpg.tar.gz) into a temporary folder. Skipped when none of these exists.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ import krd_jax.data as kd
 
 pytestmark = pytest.mark.slow
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-TARBALL = REPO.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
+TARBALL = pathlib.Path(os.environ.get("KRD_JAX_CIFAR10_TARBALL", "cifar10-jpg.tar.gz"))
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck"]
 
@@ -79,7 +78,7 @@ def cifar100_folder():
                         or os.path.expanduser("~/.cache/krd_jax/cifar100-png"))
   if not ((folder / "train" / "apple").is_dir() and (folder / "test" / "worm").is_dir()):
     pytest.skip(f"no CIFAR-100 PNG folder at {folder} (extract "
-                "../shared/data/cifar100-png.tar.gz there)")
+                "the offline archive cifar100-png.tar.gz there)")
   return folder
 
 

@@ -1,7 +1,7 @@
 """The baselines' recipes, held against their authors' own values field by field.
 
 Each reference value below names the file of the authors' code it comes from
-(../shared/DESIGN.md section 2); a config that drifts from it is a red test. Where a
+(docs/method.md, "The baselines"); a config that drifts from it is a red test. Where a
 config differs on purpose, the difference is asserted here too, with its reason in
 krd_jax/configs/common.py.
 """

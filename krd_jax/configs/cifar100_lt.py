@@ -2,12 +2,12 @@
 
   python -m krd_jax demo --config=cifar100_lt              # resnet32x4 -> resnet8x4
   python -m krd_jax demo --config=cifar100_lt:wrn          # wrn_40_2 -> wrn_16_2
-  python -m krd_jax demo --config=cifar100_lt:offline      # ../shared/data folder
+  python -m krd_jax demo --config=cifar100_lt:offline      # the offline PNG folder
   python -m krd_jax demo --config=cifar100_lt:offline,local  # smoke test
   python -m krd_jax demo --config=cifar100_lt:offline,cpu,val  # 2 CPU cores, ~45 min
 
 Data: tfds cifar100 (downloaded by tfds on first use), or with `offline` the lossless
-PNG folder at ~/.cache/krd_jax/cifar100-png (extract ../shared/data/cifar100-png.tar.gz
+PNG folder at ~/.cache/krd_jax/cifar100-png (extract the offline archive cifar100-png.tar.gz
 there). Arguments (comma-separated): `wrn` picks the WRN pair; `cpu` the CPU-sized
 recipe (ResNet-14 -> ResNet-8, 16 teacher and 8 student epochs: common.cpu_config); `val` carves a balanced
 validation split (50 per class; head 450, 9,754 training images: common.with_validation);

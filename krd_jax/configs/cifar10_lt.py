@@ -1,12 +1,12 @@
 """CIFAR-10-LT (IF=100, 12,406 training images): ResNet-32 teacher -> ResNet-8 student.
 
   python -m krd_jax demo --config=cifar10_lt               # tfds cifar10
-  python -m krd_jax demo --config=cifar10_lt:offline       # ../shared/data folder
+  python -m krd_jax demo --config=cifar10_lt:offline       # the offline JPEG folder
   python -m krd_jax demo --config=cifar10_lt:offline,local # smoke test
   python -m krd_jax demo --config=cifar10_lt:offline,cpu,val  # 2 CPU cores
 
 Arguments (comma-separated): `offline` reads the CIFAR-10 image folder at
-~/.cache/krd_jax/cifar10-jpg (extract ../shared/data/cifar10-jpg.tar.gz there) instead
+~/.cache/krd_jax/cifar10-jpg (extract the offline archive cifar10-jpg.tar.gz there) instead
 of downloading tfds cifar10; `local` runs 2 epochs per model; `cpu` is the CPU-sized
 recipe shared with CIFAR-100-LT (ResNet-14 -> ResNet-8, 16 teacher and 8 student epochs:
 common.cpu_config); `cpu30` the ResNet-32 -> ResNet-8 pair over 30 epochs (the earlier

@@ -1,7 +1,7 @@
 """Shared pieces of the CIFAR / ImageNet configs: the CIFAR recipe, the baselines as
 their authors run them, the class-balanced teacher recipes, and config args.
 
-Sources of every reference value: ../shared/DESIGN.md section 2, and
+Sources of every reference value: docs/method.md ("The baselines"), and
 tests/test_recipes.py, which holds each against what the configs produce.
 """
 
@@ -158,8 +158,8 @@ def extraction_command(data_dir: str) -> str | None:
 
 def offline(cfg, folder: str):
   """Reads the dataset from the image folder ~/.cache/krd_jax/<folder> (train/ and test/,
-  one sub-folder per class, alphabetical = CIFAR's label order; extract the archive from
-  ../shared/data there) instead of downloading it through tfds. Call it after the
+  one sub-folder per class, alphabetical = CIFAR's label order; extract the offline
+  archive there: extraction_command) instead of downloading it through tfds. Call it after the
   teacher and baseline recipes: they key on cfg.data.name."""
   cfg.data.name = "image_folder"
   cfg.data.data_dir = offline_folder(folder)

@@ -1,10 +1,10 @@
-"""Logit distillation baselines: KD, DKD and BKD (DESIGN.md section 2).
+"""Logit distillation baselines: KD, DKD and BKD (docs/method.md, "The baselines").
 
 All functions are per-example: inputs [B, C] (any float dtype, computed in
 float32), output float32 [B]. Reduce with `jnp.mean` or
 `krd_jax.losses.balanced_mean`. Gradients flow into both student and teacher
 logits; stop them at the teacher in the train step if it is not being trained
-(DESIGN.md section 4 runs it in inference mode anyway).
+(krd_jax.train runs it in inference mode anyway).
 """
 
 from __future__ import annotations

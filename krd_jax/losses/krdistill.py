@@ -2,7 +2,7 @@
 
 Our reconstruction of Huang et al. 2024 (arXiv 2409.07694) from its text; the
 paper's equations were not available to us, so equation references below are
-to DESIGN.md section 1, and every choice there (tau, swap, lam, rho) is an
+to docs/method.md, and every choice there (tau, swap, lam, rho) is an
 argument here. Per-example functions return float32 [B]; average them with
 `balanced_mean` for the balanced weighting (rho).
 """
@@ -48,7 +48,7 @@ def rectify_teacher_logits(teacher_logits: ArrayLike, labels: ArrayLike,
     float32 [B, C].
 
   References:
-    DESIGN.md section 1, LRD "Prior correction" and "Label correction";
+    docs/method.md, LRD steps 1 (prior correction) and 2 (label correction);
     Menon et al. 2021, Eq. (9) (post-hoc logit adjustment).
   """
   z, labels = _common.logits_and_labels(teacher_logits, labels,
@@ -88,7 +88,7 @@ def logit_rectified_loss(student_logits: ArrayLike, teacher_logits: ArrayLike,
     float32 [B], >= 0.
 
   References:
-    DESIGN.md section 1, LRD "Loss".
+    docs/method.md, LRD step 3.
   """
   _common.check_temperature(temperature)
   s = _common.as_f32(student_logits, "student_logits", rank=2)
@@ -115,7 +115,7 @@ def rectify_teacher_features(teacher_features: ArrayLike, labels: ArrayLike,
     float32 [B, D], unit rows.
 
   References:
-    DESIGN.md section 1, RRD "Rectified teacher feature".
+    docs/method.md, RRD step 1.
   """
   h = _common.as_f32(teacher_features, "teacher_features", rank=2)
   labels = _common.check_labels(labels, h.shape[0])
@@ -151,7 +151,7 @@ def representation_rectified_loss(projected_student_features: ArrayLike,
     float32 [B], in [0, 4].
 
   References:
-    DESIGN.md section 1, RRD "Student side".
+    docs/method.md, RRD steps 2-3.
   """
   g = _common.as_f32(projected_student_features, "projected_student_features",
                      rank=2)
@@ -175,7 +175,7 @@ def warmup_scale(step: ArrayLike, warmup_steps: ArrayLike) -> Array:
     float32 scalar in [0, 1].
 
   References:
-    DESIGN.md section 1, "Total" (linear ramp of the distillation weights);
+    docs/method.md, "Averaging and the total" (linear ramp of the distillation weights);
     Zhao et al. 2022 (DKD warm-up).
   """
   step = jnp.asarray(step, jnp.float32)

@@ -48,7 +48,7 @@ def balanced_mean(per_example: ArrayLike, labels: ArrayLike,
     float32 scalar; 0 when no example is selected (or all weights are zero).
 
   References:
-    DESIGN.md section 1, RRD "Balanced weighting" (w_c ~ pi_c^-rho, averaging
+    docs/method.md, "Averaging and the total" (w_c ~ pi_c^-rho, averaging
     to one over the batch); Cao et al. 2019 (LDAM-DRW), section 3.3.
   """
   loss = _common.as_f32(per_example, "per_example", rank=1)

@@ -115,7 +115,7 @@ def teacher_losses() -> list[str]:
     Sorted list of names.
 
   References:
-    DESIGN.md section 2 (long-tail losses for teachers).
+    docs/method.md, "The baselines" (long-tail losses for teachers).
   """
   return sorted(TEACHER_LOSSES)
 
@@ -127,8 +127,8 @@ def teacher_loss(name: str, counts: Any, **hparams: Any) -> TeacherLossFn:
     name: one of `teacher_losses()`: "ce", "cb_ce" (beta), "ldam"
       (max_margin, scale), "logit_adjusted" (tau), "balanced_softmax".
     counts: training class counts [C].
-    **hparams: the named loss's hyper-parameters; defaults as DESIGN.md
-      section 2.
+    **hparams: the named loss's hyper-parameters; defaults as their authors'
+      (docs/method.md, "The baselines").
 
   Returns:
     fn(logits [B, C], labels [B], class_weights [C]) -> float32 scalar: the
@@ -142,7 +142,7 @@ def teacher_loss(name: str, counts: Any, **hparams: Any) -> TeacherLossFn:
       allowed ones), or bad counts.
 
   References:
-    DESIGN.md section 2; Cui et al. 2019 (cb_ce), Cao et al. 2019 (ldam,
+    docs/method.md, "The baselines"; Cui et al. 2019 (cb_ce), Cao et al. 2019 (ldam,
     DRW), Menon et al. 2021 (logit_adjusted), Ren et al. 2020
     (balanced_softmax).
   """

@@ -37,7 +37,8 @@ def constants(hparams, context: base.RunContext) -> dict:
 METHOD = base.Method(
     name="bkd", title="BKD",
     # T = 2, the authors' (EricZsy/BalancedKnowledgeDistillation train_student.py): the
-    # reweighting's correction grows with T (DESIGN.md section 2), so T = 4 over-corrects.
+    # reweighting's correction grows with T (softmax(z/T + log w) =
+    # softmax((z + T log w)/T)), so T = 4 over-corrects.
     params={"temperature": base.temperature(2.0),
             "kd_weight": base.weight(1.0, "weight of the distillation term"),
             "beta_en": base.Param(0.9999, "effective-number beta", low=0.0, high=1.0,

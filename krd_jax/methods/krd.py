@@ -1,7 +1,7 @@
 """KRDistill: CE + alpha RRD + beta LRD, distilling from a rectified teacher.
 
 Our reconstruction of the paper's method (its equations were not available offline;
-DESIGN.md section 1): the representation-rectified term (RRD) pulls the teacher's
+docs/method.md): the representation-rectified term (RRD) pulls the teacher's
 features toward a simplex-ETF anchor of the true class and matches the student's
 projected features to them; the logit-rectified term (LRD) corrects the teacher's
 logits by the training prior (and, optionally, swaps the true class's logit with the

@@ -1,6 +1,6 @@
 """Logit-adjusted CE student, no teacher: CE(z + tau log pi).
 
-The bar a distillation method must beat (DESIGN.md section 5).
+The bar a distillation method must beat (every comparison table has it).
 
 References:
   Menon et al., Long-tail learning via logit adjustment, ICLR 2021.

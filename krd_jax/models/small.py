@@ -1,7 +1,7 @@
 """Small models for 8x8 digits (scikit-learn's `load_digits`): an MLP and a CNN.
 
 These have no published reference; they size the CPU demo. The MLP matches the
-teacher / student of the design probe (DESIGN.md section 5: 256-wide teacher,
+teacher / student of the digits_lt demo (256-wide teacher,
 32-wide student, one hidden layer). Dense layers use PyTorch's `nn.Linear`
 initialisation like the rest of the zoo.
 

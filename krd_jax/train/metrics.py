@@ -31,7 +31,7 @@ def summarize(correct_per_class: np.ndarray, total_per_class: np.ndarray,
     accuracies), one entry per group of both splits (many / medium / few by absolute
     thresholds, head / middle / tail by frequency terciles; NaN for an empty group),
     `per_class` (list), all in percent. A group's accuracy is the mean of its classes'
-    accuracies (DESIGN.md section 3).
+    accuracies (docs/method.md, "Long-tailed data conventions").
   """
   correct = np.asarray(correct_per_class, np.float64)
   total = np.asarray(total_per_class, np.float64)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from krd_jax import ablate
@@ -258,3 +259,25 @@ def test_one_seed_has_no_spread_and_says_none():
   table = ablate.summary_markdown(summary, [], [], [0, 1], {})
   assert "| KD | 50.0 | 51.0 |" in table
   assert "| KRDistill (krd) | 61.0 ± 1.4 | 61.0 ± 1.4 |" in table
+
+
+def test_a_sweep_given_its_dataset_trains_on_it_and_refuses_to_vary_data(tmp_path):
+  """run_sweep(data=...) (a saved dataset where the source cannot be read, e.g. a GPU
+  machine without TensorFlow): teacher and students train on the given arrays."""
+  from krd_jax import data as data_lib
+  rng = np.random.default_rng(0)
+  counts = np.array([40, 20, 10, 6, 4, 3, 2, 2, 2, 2])  # not digits_lt's 100 ... 2
+  labels = np.repeat(np.arange(10), counts).astype(np.int32)
+  test_labels = np.repeat(np.arange(10), 3).astype(np.int32)
+  image = lambda n: rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8)
+  given = data_lib.from_arrays("given", image(len(labels)), labels, image(30), test_labels)
+  assert given.train_counts.tolist() == counts.tolist()
+  workdir = tmp_path / "sweep"
+  with pytest.raises(ValueError, match=r"cannot vary data\.\*: \['data.imbalance'\]"):
+    ablate.run_sweep(_base(), "data.imbalance=10,50", ["kd"], [0], str(workdir), data=given)
+  assert not workdir.exists()
+  result = ablate.run_sweep(_base(), "", ["kd"], [0], str(workdir), data=given)
+  assert result["teachers_trained"] == 1 and result["trained"] == 1
+  (teacher,) = os.listdir(workdir / "teachers")
+  with open(workdir / "teachers" / teacher / "teacher.json") as f:
+    assert json.load(f)["train_counts"] == counts.tolist()

@@ -32,8 +32,9 @@ class Experiments:
   sweep over data.imbalance should not hold every dataset in memory. Where only the
   teacher changes, the next experiment keeps the dataset."""
 
-  def __init__(self, base_seed: int):
+  def __init__(self, base_seed: int, data=None):
     self.base_seed = base_seed
+    self._data = data  # one dataset given for every run, or None: each loads its own
     self._current: Experiment | None = None
     self._key: tuple | None = None  # ((data key, num_devices), teacher_dir)
     self._teachers_trained = 0
@@ -54,7 +55,7 @@ class Experiments:
     if self._current is not None and self._key[0] == data:
       self._current = self._current.sibling(cfg, run.teacher_dir)
     else:
-      self._current = Experiment(cfg, run.teacher_dir)
+      self._current = Experiment(cfg, run.teacher_dir, data=self._data)
     self._key = (data, run.teacher_dir)
     return self._current
 
@@ -230,7 +231,7 @@ def _train_all(all_runs: list[Run], experiments: Experiments, workdir: str,
 
 def run_sweep(base: ml_collections.ConfigDict, grid: Grid | str, methods: Sequence[str],
               seeds: Sequence[int], workdir: str, out: str | None = None,
-              parallel_seeds: int = 1, share_teacher: bool = True) -> dict:
+              parallel_seeds: int = 1, share_teacher: bool = True, data=None) -> dict:
   """Runs (or resumes) a whole sweep and writes its reports.
 
   Args:
@@ -246,6 +247,9 @@ def run_sweep(base: ml_collections.ConfigDict, grid: Grid | str, methods: Sequen
     share_teacher: train the methods of one seed in a cell as one cohort that runs the
       teacher once per step (krd_jax.train.cohort); False trains each alone. Results
       are the same to float32 rounding.
+    data: a dataset already in memory (`krd_jax.data.load_arrays`, `from_arrays`) for
+      every run instead of the one `base.data` names: where the source cannot be read
+      (a machine without TensorFlow or the image folder). The grid may not vary data.*.
 
   Returns:
     {"rows": per-run rows, "summary": per cell x method, "table": summary markdown,
@@ -256,10 +260,13 @@ def run_sweep(base: ml_collections.ConfigDict, grid: Grid | str, methods: Sequen
     grid = parse_grid(grid, base)
   if int(parallel_seeds) < 1:
     raise ValueError(f"--parallel-seeds={parallel_seeds}; allowed: 1 or more")
+  varied_data = [key for key, _ in grid if key.startswith("data.")]
+  if data is not None and varied_data:
+    raise ValueError(f"a sweep given its dataset cannot vary data.*: {varied_data}")
   all_runs = plan(base, grid, methods, seeds, workdir)  # every error before any write
   out = out or workdir
   os.makedirs(out, exist_ok=True)
-  experiments = Experiments(base.seed)
+  experiments = Experiments(base.seed, data)
   outcomes = _train_all(all_runs, experiments, workdir, parallel_seeds, share_teacher,
                         base.progress)
   result = reports.write_sweep_reports(

@@ -45,13 +45,15 @@ ROWS = [
     ("LRD only", "krd", {"use_rrd": False}),
     ("RRD only", "krd", {"use_lrd": False}),
     ("LRD without swap", "krd", {"use_rrd": False, "swap": False}),
-    ("LRD without prior correction", "krd", {"use_rrd": False, "tau": 0.0}),
+    # tau acts only where no fitted tau replaces it: tau_from="fixed" (with "auto" and a
+    # validation split the fitted tau would run instead, and the row would be mislabelled).
+    ("LRD without prior correction", "krd", {"use_rrd": False, "tau_from": "fixed", "tau": 0.0}),
     ("logit-adjusted CE (no teacher)", "logit_adjusted", {}),
     ("KD from a logit-adjusted teacher", "kd", {}),
     ("KRDistill + logit-adjusted CE", "krd", {"ce": "logit_adjusted"}),
     ("KRDistill rho=1", "krd", {"rho": 1.0}),
     ("KRDistill lam=0", "krd", {"lam": 0.0}),
-    ("KRDistill tau=2", "krd", {"tau": 2.0}),
+    ("KRDistill tau=2", "krd", {"tau_from": "fixed", "tau": 2.0}),
     ("KRDistill random ETF", "krd", {"anchor": "random"}),
 ]
 # Rows whose teacher is trained with logit adjustment instead of plain CE.

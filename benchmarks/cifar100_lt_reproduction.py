@@ -1,0 +1,174 @@
+"""CIFAR-100-LT (IF = 100) at the published recipe, beside the published numbers.
+
+The pair the LTKD paper's table reports, ResNet-32x4 -> ResNet-8x4, 200 epochs each
+(krd_jax/configs/cifar100_lt.py: SGD 0.1 / 0.05, batch 128, 5 warm-up epochs, lr x0.1
+at epochs 160 and 180, crop + flip; KD, DKD and BKD at their authors' settings), on
+LDAM-DRW's 10,847 training images and the balanced 10,000 test images. Every student
+method (CE, KD, DKD, BKD, LTKD, KRDistill, logit-adjusted CE) from each teacher kind
+(plain CE, and logit-adjusted CE), the methods of one seed trained as one cohort that
+runs the teacher once per step (krd_jax.ablate.run_sweep).
+
+No validation split: the published setting has none, so KRDistill runs at its fixed
+tau = 1 (tau_from="auto" without a validation split) and no post-hoc tau is chosen;
+nothing is chosen on the test set.
+
+  # here (TensorFlow and the offline PNG folder): the used images only, lossless, 55 MiB
+  python benchmarks/cifar100_lt_reproduction.py --prepare .carry/cifar100_lt_if100.npz
+  # a GPU machine (no TensorFlow needed): benchmarks/gpu_cifar100_lt.sh runs
+  python benchmarks/cifar100_lt_reproduction.py --arrays .carry/cifar100_lt_if100.npz \
+      --teachers ce --workdir runs/c100_repro --out $OUT
+  # the table, ours beside the published numbers
+  python benchmarks/cifar100_lt_reproduction.py --summarize benchmarks/results/cifar100_lt_gpu.csv
+  # a CPU smoke test of the whole path (1 epoch, ResNet-8 -> ResNet-8), about 5 minutes
+  python benchmarks/cifar100_lt_reproduction.py --arrays .carry/cifar100_lt_if100.npz \
+      --epochs 1 --pair resnet8:resnet8 --workdir /tmp/c100_smoke
+
+Expected runtime: not measured yet (no GPU session has run it). Estimated from the
+H200 step rates of benchmarks/RESULTS.md: about 5 minutes per teacher and 7-10 per
+cohort of seven students on one H100 or H200, so one teacher kind and one seed fit in
+one session's device time; run the same command again on the same machine and
+finished runs are reused, an interrupted one resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+METHODS = ("ce", "kd", "dkd", "bkd", "ltkd", "krd", "logit_adjusted")
+TEACHER_LOSSES = {"ce": "ce", "la": "logit_adjusted"}
+MAX_CARRY_MIB = 64  # what the device tool carries to a GPU machine
+
+# Balanced test accuracy (%) of ResNet-32x4 -> ResNet-8x4 on CIFAR-100-LT, IF = 100, 200
+# epochs, CE teacher: the LTKD paper's table (Kim, "Distilling Balanced Knowledge from a
+# Biased Teacher", CVPR 2026, arXiv 2506.18496), as quoted by third-party notes on the
+# paper (we could not read the table itself). Tail: its few-shot column.
+PUBLISHED = {
+    "kd": {"balanced": 42.48, "few": 13.38},
+    "dkd": {"balanced": 46.11, "few": 13.25},
+    "ltkd": {"balanced": 51.08, "few": 27.21},
+}
+PUBLISHED_SOURCE = ("LTKD paper (arXiv 2506.18496), table for ResNet-32x4 -> ResNet-8x4 on "
+                    "CIFAR-100-LT IF 100, CE teacher, as quoted by third-party notes")
+
+
+def prepare(path: str) -> None:
+  """Writes the dataset of `cifar100_lt:offline` (LDAM-DRW's IF = 100 subset and the
+  test set, nothing else) as one compressed, lossless .npz."""
+  from krd_jax import configs
+  from krd_jax.data import npz
+  from krd_jax.experiment import load_data
+  ds = load_data(configs.get("cifar100_lt:offline"))
+  if len(ds.train_labels) != 10847:
+    raise SystemExit(f"expected LDAM-DRW's 10,847 training images, got {len(ds.train_labels)}")
+  buffer = io.BytesIO()
+  np.savez_compressed(buffer, **npz.dataset_to_arrays(ds))
+  size = buffer.tell()
+  if size > MAX_CARRY_MIB * 2**20:
+    raise SystemExit(f"{size / 2**20:.1f} MiB is over the {MAX_CARRY_MIB} MiB a GPU run carries")
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path + ".tmp", "wb") as f:
+    f.write(buffer.getvalue())
+  os.replace(path + ".tmp", path)
+  print(f"{path}: {size / 2**20:.1f} MiB, {len(ds.train_labels)} training and "
+        f"{len(ds.test_labels)} test images, sha256 {_sha256(path)[:16]}")
+
+
+def _sha256(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def base_config(workdir: str, epochs: int, pair: str | None, dtype: str):
+  """The cifar100_lt recipe (over `epochs`, everything scaled with it)."""
+  from krd_jax.configs import common
+  teacher, student = pair.split(":") if pair else ("resnet32x4", "resnet8x4")
+  cfg = common.cifar_baselines(
+      common.cifar_config("cifar100_lt", teacher, student, epochs=epochs), teacher, student)
+  cfg.workdir, cfg.compute_dtype, cfg.progress = workdir, dtype, True
+  return cfg.lock()
+
+
+def run(args) -> None:
+  from krd_jax import ablate
+  from krd_jax.data import load_arrays
+  teachers = [TEACHER_LOSSES[t] for t in args.teachers.split(",")]
+  ds = load_arrays(args.arrays)
+  print(f"{args.arrays}: sha256 {_sha256(args.arrays)[:16]}, "
+        f"{len(ds.train_labels)} training images", flush=True)
+  result = ablate.run_sweep(
+      base_config(args.workdir, args.epochs, args.pair, args.dtype),
+      f"teacher.loss={','.join(teachers)}", METHODS, range(args.seeds), args.workdir,
+      args.out, data=ds)
+  print(result["table"])
+  summarize(os.path.join(args.out or args.workdir, "results.csv"))
+
+
+def _mean_std(values: list[float]) -> str:
+  if len(values) == 1:
+    return f"{values[0]:.2f}"
+  return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}"
+
+
+def summarize(results_csv: str) -> None:
+  """Our balanced and few-shot accuracy per teacher kind and method, the published
+  numbers beside them."""
+  with open(results_csv, newline="") as f:
+    rows = list(csv.DictReader(f))
+  print(f"\nCIFAR-100-LT IF 100, balanced test accuracy (%). Ours: {results_csv}. Published: "
+        f"{PUBLISHED_SOURCE}.\n")
+  print("| student | teacher | n | balanced (ours) | few (ours) | balanced (published) "
+        "| few (published) |")
+  print("|---|---|---|---|---|---|---|")
+  for loss in TEACHER_LOSSES.values():
+    for method in METHODS:
+      mine = [r for r in rows if r["method"] == method and r["teacher.loss"] == loss
+              and r["status"] in ("trained", "reused")]
+      if not mine:
+        continue
+      published = PUBLISHED.get(method, {}) if loss == "ce" else {}
+      print(f"| {method} | {loss} | {len(mine)} "
+            f"| {_mean_std([float(r['balanced']) for r in mine])} "
+            f"| {_mean_std([float(r['few']) for r in mine])} "
+            f"| {published.get('balanced', '')} | {published.get('few', '')} |")
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--prepare", metavar="NPZ", help="write the dataset file and exit")
+  parser.add_argument("--summarize", metavar="CSV", help="print the table of a results.csv")
+  parser.add_argument("--arrays", metavar="NPZ", help="the dataset file --prepare wrote")
+  parser.add_argument("--teachers", default="ce,la", help="teacher kinds: ce, la or both")
+  parser.add_argument("--seeds", type=int, default=1, help="student seeds 0 .. N-1")
+  parser.add_argument("--epochs", type=int, default=200)
+  parser.add_argument("--pair", help="teacher:student models (default the published pair)")
+  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+  parser.add_argument("--workdir", default="runs/cifar100_lt_reproduction")
+  parser.add_argument("--out", help="where results.csv and the reports go (default workdir)")
+  args = parser.parse_args()
+  if args.prepare:
+    prepare(args.prepare)
+  elif args.summarize:
+    summarize(args.summarize)
+  elif args.arrays:
+    unknown = set(args.teachers.split(",")) - set(TEACHER_LOSSES)
+    if unknown:
+      parser.error(f"--teachers: unknown {sorted(unknown)}; allowed: {sorted(TEACHER_LOSSES)}")
+    run(args)
+  else:
+    parser.error("give --prepare, --arrays or --summarize")
+
+
+if __name__ == "__main__":
+  main()

@@ -15,9 +15,10 @@ validation split (100 per class; head 4,900, 12,156 training images:
 common.with_validation); `la_teacher`, `bs_teacher` or `ldam_drw_teacher` trains a
 balanced teacher (logit-adjusted CE, Balanced Softmax, LDAM-DRW with its cosine
 classifier). KD, DKD and BKD run at their authors' CIFAR settings (common.cifar_baselines).
-Expected runtime: full recipe (200 epochs, teacher + 5 students) about 1 h on one
-modern GPU; `cpu` 15-20 min for the teacher and 2-6 min per student on 2 CPU cores;
-`local` a few minutes on CPU.
+Expected runtime: the full recipe (200 epochs) is not measured yet; `cpu` 14 min for the
+teacher and 22-24 min for the seven demo students of one seed, trained as one cohort, on
+2 idle AMD EPYC cores (2026-12-06; on 2026-12-01, cores shared: 20-37 min per teacher,
+4-8 per student trained alone); `local` a few minutes on CPU.
 """
 
 from krd_jax.configs import common

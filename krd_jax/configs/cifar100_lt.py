@@ -4,7 +4,7 @@
   python -m krd_jax demo --config=cifar100_lt:wrn          # wrn_40_2 -> wrn_16_2
   python -m krd_jax demo --config=cifar100_lt:offline      # the offline PNG folder
   python -m krd_jax demo --config=cifar100_lt:offline,local  # smoke test
-  python -m krd_jax demo --config=cifar100_lt:offline,cpu,val  # 2 CPU cores, ~45 min
+  python -m krd_jax demo --config=cifar100_lt:offline,cpu,val  # 2 CPU cores, about 30 min
 
 Data: tfds cifar100 (downloaded by tfds on first use), or with `offline` the lossless
 PNG folder at ~/.cache/krd_jax/cifar100-png (extract the offline archive cifar100-png.tar.gz
@@ -14,9 +14,11 @@ validation split (50 per class; head 450, 9,754 training images: common.with_val
 `local` runs 2 epochs per model; `la_teacher`, `bs_teacher` or `ldam_drw_teacher` trains
 a balanced teacher. KD, DKD (beta per pair) and BKD run at
 their authors' CIFAR settings (common.cifar_baselines).
-Expected runtime: full recipe (200 epochs, teacher + 5 students) about 1.5 h for the
-ResNet pair on one modern GPU; `cpu` 13-19 min for the teacher and 2-6 min per
-student on 2 CPU cores (the 3-seed table of benchmarks/RESULTS.md: 2 h 20 min); `local` several minutes on 2 CPU cores.
+Expected runtime: the full recipe (200 epochs) is not measured yet (a GPU run is
+prepared: benchmarks/gpu_cifar100_lt.sh); `cpu` 10 min for the teacher and 16 min for five
+distillers of one seed trained as one cohort on 2 idle AMD EPYC cores (2026-12-06; 13-19
+min per teacher and 2-6 per student alone on 2026-12-01, cores shared); `local` several
+minutes on 2 CPU cores.
 """
 
 from krd_jax.configs import common

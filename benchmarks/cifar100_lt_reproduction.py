@@ -19,7 +19,7 @@ fixed tau = 1; nothing is chosen on the test set.
   python benchmarks/cifar100_lt_reproduction.py --arrays .carry/cifar100_lt_if100.npz \
       --teachers ce --workdir runs/c100_repro --out $OUT
   # the table, ours beside the published numbers
-  python benchmarks/cifar100_lt_reproduction.py --summarize benchmarks/results/cifar100_lt_gpu.csv
+  python benchmarks/cifar100_lt_reproduction.py --summarize $OUT/summary.csv
   # a CPU smoke test of the whole path (1 epoch, ResNet-8 -> ResNet-8), about 5 minutes
   python benchmarks/cifar100_lt_reproduction.py --arrays .carry/cifar100_lt_if100.npz \
       --epochs 1 --pair resnet8:resnet8 --workdir /tmp/c100_smoke
@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
-import io
 import os
 import sys
 
@@ -65,30 +63,18 @@ def prepare(path: str) -> None:
   """Writes the dataset of `cifar100_lt:offline` (LDAM-DRW's IF = 100 subset and the
   test set, nothing else) as one compressed, lossless .npz."""
   from krd_jax import configs
-  from krd_jax.data import npz
+  from krd_jax.data import cache, npz
   from krd_jax.experiment import load_data
   ds = load_data(configs.get("cifar100_lt:offline"))
   if len(ds.train_labels) != 10847:
     raise SystemExit(f"expected LDAM-DRW's 10,847 training images, got {len(ds.train_labels)}")
-  buffer = io.BytesIO()
-  np.savez_compressed(buffer, **npz.dataset_to_arrays(ds))
-  size = buffer.tell()
+  npz.save_arrays(ds, path, compressed=True)
+  size = os.path.getsize(path)
   if size > MAX_CARRY_MIB * 2**20:
+    os.unlink(path)
     raise SystemExit(f"{size / 2**20:.1f} MiB is over the {MAX_CARRY_MIB} MiB a GPU run carries")
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path + ".tmp", "wb") as f:
-    f.write(buffer.getvalue())
-  os.replace(path + ".tmp", path)
   print(f"{path}: {size / 2**20:.1f} MiB, {len(ds.train_labels)} training and "
-        f"{len(ds.test_labels)} test images, sha256 {_sha256(path)[:16]}")
-
-
-def _sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
+        f"{len(ds.test_labels)} test images, sha256 {cache.file_sha256(path)[:16]}")
 
 
 def base_config(workdir: str, epochs: int, pair: str | None, dtype: str):
@@ -103,54 +89,51 @@ def base_config(workdir: str, epochs: int, pair: str | None, dtype: str):
 
 def run(args) -> None:
   from krd_jax import ablate
-  from krd_jax.data import load_arrays
+  from krd_jax.data import cache, load_arrays
   teachers = [TEACHER_LOSSES[t] for t in args.teachers.split(",")]
   ds = load_arrays(args.arrays)
-  print(f"{args.arrays}: sha256 {_sha256(args.arrays)[:16]}, "
+  print(f"{args.arrays}: sha256 {cache.file_sha256(args.arrays)[:16]}, "
         f"{len(ds.train_labels)} training images", flush=True)
   result = ablate.run_sweep(
       base_config(args.workdir, args.epochs, args.pair, args.dtype),
       f"teacher.loss={','.join(teachers)}", METHODS, range(args.seeds), args.workdir,
       args.out, data=ds)
   print(result["table"])
-  summarize(os.path.join(args.out or args.workdir, "results.csv"))
+  summarize(os.path.join(args.out or args.workdir, "summary.csv"))
 
 
-def _mean_std(values: list[float]) -> str:
-  if len(values) == 1:
-    return f"{values[0]:.2f}"
-  return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}"
+def _mean_std(row: dict, metric: str) -> str:
+  """summary.csv's mean ± sample std of `metric` (no std for one seed)."""
+  mean, std = float(row[metric]), float(row[f"{metric}_std"] or "nan")
+  return f"{mean:.2f}" if np.isnan(std) else f"{mean:.2f} ± {std:.2f}"
 
 
-def summarize(results_csv: str) -> None:
-  """Our balanced and few-shot accuracy per teacher kind and method, with post-hoc
-  adjustment at tau = 1 (no validation split to choose it on), the published numbers
-  beside them."""
-  with open(results_csv, newline="") as f:
-    rows = list(csv.DictReader(f))
-  print(f"\nCIFAR-100-LT IF 100, balanced test accuracy (%). Ours: {results_csv}. Published: "
+def summarize(summary_csv: str) -> None:
+  """Our balanced and few-shot accuracy per teacher kind and method (the sweep's
+  summary.csv: mean ± std over seeds), with post-hoc adjustment at tau = 1 (no
+  validation split to choose it on), the published numbers beside them."""
+  with open(summary_csv, newline="") as f:
+    rows = {(r["teacher.loss"], r["method"]): r for r in csv.DictReader(f)}
+  print(f"\nCIFAR-100-LT IF 100, balanced test accuracy (%). Ours: {summary_csv}. Published: "
         f"{PUBLISHED_SOURCE}.\n")
   print("| student | teacher | n | balanced (ours) | few (ours) | + post-hoc LA, tau 1 (ours) "
         "| balanced (published) | few (published) |")
   print("|---|---|---|---|---|---|---|---|")
   for loss in TEACHER_LOSSES.values():
     for method in METHODS:
-      mine = [r for r in rows if r["method"] == method and r["teacher.loss"] == loss
-              and r["status"] in ("trained", "reused")]
-      if not mine:
+      row = rows.get((loss, method))
+      if row is None or not int(row["seeds"]):
         continue
       published = PUBLISHED.get(method, {}) if loss == "ce" else {}
-      print(f"| {method} | {loss} | {len(mine)} "
-            f"| {_mean_std([float(r['balanced']) for r in mine])} "
-            f"| {_mean_std([float(r['few']) for r in mine])} "
-            f"| {_mean_std([float(r['post_hoc_balanced']) for r in mine])} "
+      print(f"| {method} | {loss} | {row['seeds']} | {_mean_std(row, 'balanced')} "
+            f"| {_mean_std(row, 'few')} | {_mean_std(row, 'post_hoc_balanced')} "
             f"| {published.get('balanced', '')} | {published.get('few', '')} |")
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--prepare", metavar="NPZ", help="write the dataset file and exit")
-  parser.add_argument("--summarize", metavar="CSV", help="print the table of a results.csv")
+  parser.add_argument("--summarize", metavar="CSV", help="print the table of a sweep's summary.csv")
   parser.add_argument("--arrays", metavar="NPZ", help="the dataset file --prepare wrote")
   parser.add_argument("--teachers", default="ce,la", help="teacher kinds: ce, la or both")
   parser.add_argument("--seeds", type=int, default=1, help="student seeds 0 .. N-1")
@@ -158,7 +141,8 @@ def main() -> None:
   parser.add_argument("--pair", help="teacher:student models (default the published pair)")
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
   parser.add_argument("--workdir", default="runs/cifar100_lt_reproduction")
-  parser.add_argument("--out", help="where results.csv and the reports go (default workdir)")
+  parser.add_argument("--out", help="where results.csv, summary.csv and the reports go "
+                      "(default workdir)")
   args = parser.parse_args()
   if args.prepare:
     prepare(args.prepare)

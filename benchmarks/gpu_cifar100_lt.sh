@@ -15,7 +15,7 @@
 #               logit-adjusted one; at most 9.5 minutes)
 # The run folder stays on the machine while it is warm: the same call again resumes
 # where the time limit stopped it. Results land in $OUT: device.txt, results.csv,
-# summary.md, cifar100_lt.log and the table beside the published numbers.
+# summary.md, summary.csv, cifar100_lt.log and the table beside the published numbers.
 source "$(dirname "$0")/gpu_env.sh"
 TEACHER=${1:-ce}
 REPRO="python3 benchmarks/cifar100_lt_reproduction.py"
@@ -24,5 +24,5 @@ timeout 560 $REPRO --arrays .carry/cifar100_lt_if100.npz --teachers "$TEACHER" \
 # What finished, whatever the time limit left: each run's final record (small files).
 find "runs/cifar100_lt_gpu_$TEACHER" \( -name final.json -o -name teacher.json -o -name metrics.jsonl \) \
     -exec cp --parents {} "$OUT/" \; 2>/dev/null
-[ -f "$OUT/results.csv" ] && $REPRO --summarize "$OUT/results.csv" | tee "$OUT/table.md"
+[ -f "$OUT/summary.csv" ] && $REPRO --summarize "$OUT/summary.csv" | tee "$OUT/table.md"
 echo "total ${SECONDS} s" | tee -a "$OUT/device.txt"

@@ -79,9 +79,11 @@ def _finished(cfg: ml_collections.ConfigDict) -> dict | None:
 
 def _train_demo_students(exp: Experiment, cfgs: list) -> dict[str, dict]:
   """Each demo student's final record (final.json): finished runs of the same
-  configuration are read back, the others train as one cohort (one teacher pass per step for all of them,
-  krd_jax.train.cohort); a folder holding another run is refused as a solo run would."""
-  pending = [c for c in cfgs if _finished(c) is None]
+  configuration are read back, the others train as one cohort (one teacher pass per
+  step for all of them, krd_jax.train.cohort); a folder holding another run is refused
+  as a solo run would."""
+  finals = {c.student.method: _finished(c) for c in cfgs}
+  pending = [c for c in cfgs if finals[c.student.method] is None]
   if len(pending) > 1:
     names = [c.student.method for c in pending]
     try:
@@ -92,7 +94,10 @@ def _train_demo_students(exp: Experiment, cfgs: list) -> dict[str, dict]:
       print(f"krd_jax: {error}; the demo's students train one by one", file=sys.stderr)
   for c in pending:
     exp.train_student(c, student_dir(c))
-  return {c.student.method: _finished(c) for c in cfgs}
+  for c in cfgs:  # the ones trained now: read once, after training
+    if finals[c.student.method] is None:
+      finals[c.student.method] = _finished(c)
+  return finals
 
 
 def demo(cfg: ml_collections.ConfigDict) -> dict:

@@ -50,8 +50,10 @@ def dataset_from_arrays(arrays: dict[str, np.ndarray]) -> LongTailDataset:
       **{field: arrays[field] for field in ARRAY_FIELDS})
 
 
-def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-  """Writes an uncompressed .npz at exactly `path`, via a temporary file and a rename.
+def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray],
+                     compressed: bool = False) -> None:
+  """Writes an .npz at exactly `path` (zip-deflated where `compressed`), via a temporary
+  file and a rename.
 
   A reader never sees a half-written file: either the old one or the new one.
   """
@@ -61,7 +63,7 @@ def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> 
   fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
   try:
     with os.fdopen(fd, "wb") as f:
-      np.savez(f, **arrays)
+      (np.savez_compressed if compressed else np.savez)(f, **arrays)
       f.flush()
       os.fsync(f.fileno())
     # mkstemp creates the file 0600; give it the permissions a plain open() would.
@@ -81,14 +83,17 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return {k: data[k] for k in data.files}
 
 
-def save_arrays(ds: LongTailDataset, path: str | os.PathLike) -> None:
+def save_arrays(ds: LongTailDataset, path: str | os.PathLike,
+                compressed: bool = False) -> None:
   """Saves an in-memory dataset to one .npz file (written atomically).
 
   Args:
     ds: an in-memory `LongTailDataset`.
     path: the file to write, used as given (no suffix added).
+    compressed: deflate the arrays (lossless; smaller, slower to write and read), e.g.
+      to carry a dataset to another machine.
   """
-  write_npz_atomic(path, dataset_to_arrays(ds))
+  write_npz_atomic(path, dataset_to_arrays(ds), compressed)
 
 
 def load_arrays(path: str | os.PathLike) -> LongTailDataset:

@@ -200,7 +200,22 @@ def test_cpu_recipe_is_the_small_pair_with_its_own_schedule(config, bkd_weights_
   assert cfg.methods.bkd.weights_from_epoch == bkd_weights_from
 
 
-@pytest.mark.parametrize("config, arg", [(cifar100_lt, "cpu,wrn"), (cifar10_lt, "cpu,cpu30")])
+@pytest.mark.parametrize("config, bkd_weights_from", [(cifar10_lt, 12), (cifar100_lt, 0)])
+def test_cpu16_recipe_trains_students_twice_as_long_from_the_same_teacher(
+    config, bkd_weights_from):
+  from krd_jax.ablate import planning
+  short, long = (config.get_config(f"{recipe},val,offline") for recipe in ("cpu", "cpu16"))
+  assert long.teacher.to_dict() == short.teacher.to_dict()
+  assert planning.teacher_key(long, 0) == planning.teacher_key(short, 0)
+  assert (long.student.epochs, tuple(long.student.optim.step_epochs)) == (16, (12, 14))
+  # 20 of 200 epochs -> 2 of 16; BKD's switch at 80% of training on CIFAR-10.
+  assert long.methods.dkd.warmup_epochs == long.student.distill_warmup_epochs == 2
+  assert long.methods.bkd.weights_from_epoch == bkd_weights_from
+
+
+@pytest.mark.parametrize("config, arg", [(cifar100_lt, "cpu,wrn"), (cifar10_lt, "cpu,cpu30"),
+                                         (cifar10_lt, "cpu,cpu16"),
+                                         (cifar100_lt, "cpu16,wrn")])
 def test_two_pair_or_schedule_recipes_are_refused(config, arg):
   with pytest.raises(ValueError, match=r"each choose the (pair|recipe); allowed: one"):
     config.get_config(arg)

@@ -9,7 +9,8 @@
 Data: tfds cifar100 (downloaded by tfds on first use), or with `offline` the lossless
 PNG folder at ~/.cache/krd_jax/cifar100-png (extract the offline archive cifar100-png.tar.gz
 there). Arguments (comma-separated): `wrn` picks the WRN pair; `cpu` the CPU-sized
-recipe (ResNet-14 -> ResNet-8, 16 teacher and 8 student epochs: common.cpu_config); `val` carves a balanced
+recipe (ResNet-14 -> ResNet-8, 16 teacher and 8 student epochs: common.cpu_config),
+`cpu16` the same with 16 student epochs from the same teacher; `val` carves a balanced
 validation split (50 per class; head 450, 9,754 training images: common.with_validation);
 `local` runs 2 epochs per model; `la_teacher`, `bs_teacher` or `ldam_drw_teacher` trains
 a balanced teacher. KD, DKD (beta per pair) and BKD run at
@@ -25,11 +26,11 @@ from krd_jax.configs import common
 
 
 def get_config(arg: str = ""):
-  args = common.parse_args(arg, ("wrn", "cpu", "val", "offline", "local",
+  args = common.parse_args(arg, ("wrn", *common.CPU_RECIPES, "val", "offline", "local",
                                  *common.TEACHER_RECIPES))
-  common.at_most_one(args, ("wrn", "cpu"), "pair")
-  if "cpu" in args:
-    cfg = common.cpu_config("cifar100_lt")
+  common.at_most_one(args, ("wrn", *common.CPU_RECIPES), "pair")
+  if cpu := args & set(common.CPU_RECIPES):
+    cfg = common.cpu_config("cifar100_lt", common.CPU_RECIPES[cpu.pop()])
   else:
     pair = ("wrn_40_2", "wrn_16_2") if "wrn" in args else ("resnet32x4", "resnet8x4")
     cfg = common.cifar_baselines(common.cifar_config("cifar100_lt", *pair), *pair)

@@ -9,7 +9,8 @@ Arguments (comma-separated): `offline` reads the CIFAR-10 image folder at
 ~/.cache/krd_jax/cifar10-jpg (extract the offline archive cifar10-jpg.tar.gz there) instead
 of downloading tfds cifar10; `local` runs 2 epochs per model; `cpu` is the CPU-sized
 recipe shared with CIFAR-100-LT (ResNet-14 -> ResNet-8, 16 teacher and 8 student epochs:
-common.cpu_config); `cpu30` the ResNet-32 -> ResNet-8 pair over 30 epochs (the earlier
+common.cpu_config); `cpu16` the same with 16 student epochs, from the same teacher;
+`cpu30` the ResNet-32 -> ResNet-8 pair over 30 epochs (the earlier
 CPU recipe, about 2 h per seed of every row on 2 cores); `val` carves a balanced
 validation split (100 per class; head 4,900, 12,156 training images:
 common.with_validation); `la_teacher`, `bs_teacher` or `ldam_drw_teacher` trains a
@@ -34,11 +35,11 @@ def recipe(epochs: int):
 
 
 def get_config(arg: str = ""):
-  args = common.parse_args(arg, ("offline", "local", "cpu", "cpu30", "val",
+  args = common.parse_args(arg, ("offline", "local", *common.CPU_RECIPES, "cpu30", "val",
                                  *common.TEACHER_RECIPES))
-  common.at_most_one(args, ("cpu", "cpu30"), "recipe")
-  if "cpu" in args:
-    cfg = common.cpu_config("cifar10_lt")
+  common.at_most_one(args, (*common.CPU_RECIPES, "cpu30"), "recipe")
+  if cpu := args & set(common.CPU_RECIPES):
+    cfg = common.cpu_config("cifar10_lt", common.CPU_RECIPES[cpu.pop()])
   else:
     cfg = recipe(epochs=30 if "cpu30" in args else 200)
   return common.finish(cfg, args, offline_folder="cifar10-jpg")

@@ -281,3 +281,31 @@ def test_a_sweep_given_its_dataset_trains_on_it_and_refuses_to_vary_data(tmp_pat
   (teacher,) = os.listdir(workdir / "teachers")
   with open(workdir / "teachers" / teacher / "teacher.json") as f:
     assert json.load(f)["train_counts"] == counts.tolist()
+
+
+def test_each_cohort_is_reported_as_it_ends(tmp_path, monkeypatch, capsys):
+  """A long sweep says what finished when it finishes: one seed's cohort lines (and the
+  bar) come before the next seed's cohort starts, not after the whole cell."""
+  from krd_jax.ablate import planning
+  from krd_jax.ablate import sweep
+  chatty = _base().unlock()
+  chatty.progress = True
+  all_runs = planning.plan(chatty.lock(), [], ["krd", "kd"], [0, 1], str(tmp_path))
+  final = {"test": {"balanced": 50.0, "tail": 10.0}}
+
+  def fake_cohort(group, experiments, workdir):
+    print(f"cohort of seed {group[0].seed} starts")
+    return [("trained", final)] * len(group)
+
+  monkeypatch.setattr(sweep, "execute_cohort", fake_cohort)
+  capsys.readouterr()
+  outcomes = sweep._train_all(all_runs, None, str(tmp_path), parallel_seeds=1,
+                              share_teacher=True, progress=True)
+  lines = [line for line in capsys.readouterr().out.splitlines()
+           if line.startswith(("[", "cohort"))]
+  assert [line.split(":")[0] for line in lines] == [
+      "cohort of seed 0 starts", "[1/4] KRDistill (krd) seed 0, base config",
+      "[2/4] KD seed 0, base config",
+      "cohort of seed 1 starts", "[3/4] KRDistill (krd) seed 1, base config",
+      "[4/4] KD seed 1, base config"]
+  assert outcomes == [("trained", final)] * 4

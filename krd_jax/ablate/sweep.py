@@ -195,36 +195,47 @@ def _train_all(all_runs: list[Run], experiments: Experiments, workdir: str,
                                 for r in all_runs):
     tqdm.write("--parallel-seeds: convolutional students on CPU run their seeds in turn "
                "(vmapped, XLA:CPU runs their convolutions 2x slower; benchmarks/RESULTS.md)")
+  done = 0
+
+  def report(run, outcome) -> None:
+    nonlocal done
+    done += 1
+    if progress:
+      bar.write(f"[{done}/{len(all_runs)}] {run_label(run)}: {outcome_text(*outcome)}")
+    bar.update(1)
+
   for _, cell_runs in itertools.groupby(all_runs, key=lambda r: r.cell):
     cell_runs = list(cell_runs)
-    grouped: dict[str, Outcome] = {}  # trained now, seeds in parallel
+    grouped: dict[str, Outcome] = {}  # trained now, together, and reported as they end
+
+    def train_together(group, train, label: str) -> None:
+      bar.set_postfix_str(label, refresh=True)
+      for run, outcome in zip(group, train(group, experiments, workdir)):
+        grouped[run.run_dir] = outcome
+        report(run, outcome)
+
     if parallel_seeds > 1:
       pending = [r for r in cell_runs if r.run_dir not in seen]
       for group in parallel_groups(pending, parallel_seeds):
-        bar.set_postfix_str(f"{run_label(group[0])} x{len(group)} seeds", refresh=True)
-        grouped.update(zip((r.run_dir for r in group),
-                           execute_group(group, experiments, workdir)))
+        train_together(group, execute_group, f"{run_label(group[0])} x{len(group)} seeds")
     if share_teacher:
       pending = [r for r in cell_runs if r.run_dir not in seen and r.run_dir not in grouped]
       for group in cohorts(pending):
-        bar.set_postfix_str(f"seed {group[0].seed}: {len(group)} methods, one teacher pass",
-                            refresh=True)
-        grouped.update(zip((r.run_dir for r in group),
-                           execute_cohort(group, experiments, workdir)))
+        train_together(group, execute_cohort,
+                       f"seed {group[0].seed}: {len(group)} methods, one teacher pass")
     for run in cell_runs:
-      bar.set_postfix_str(run_label(run), refresh=True)
       if run.run_dir in grouped:
         seen[run.run_dir] = grouped.pop(run.run_dir)
-      elif run.run_dir not in seen:
+        outcomes.append(seen[run.run_dir])
+        continue
+      bar.set_postfix_str(run_label(run), refresh=True)
+      if run.run_dir not in seen:
         seen[run.run_dir] = execute(run, experiments)
       else:  # a run shared with an earlier cell: one training, one divergence
         status, summary = seen[run.run_dir]
         seen[run.run_dir] = ("reused" if status == "trained" else status, summary)
       outcomes.append(seen[run.run_dir])
-      if progress:
-        bar.write(f"[{len(outcomes)}/{len(all_runs)}] {run_label(run)}: "
-                  f"{outcome_text(*seen[run.run_dir])}")
-      bar.update(1)
+      report(run, seen[run.run_dir])
   bar.close()
   return outcomes
 

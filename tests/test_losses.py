@@ -443,6 +443,25 @@ def test_dkd_decomposes_kd():
                              rtol=1e-5)
 
 
+@pytest.mark.parametrize("margin", [50.0, 5e3])
+def test_dkd_gradients_stay_finite_when_the_teachers_target_dominates(margin):
+  """A teacher right by a wide margin (a confident one, or KRDistill's rectified one):
+  exp() of its target logit over the non-target logsumexp once overflowed inside NCKD's
+  masked-out entry, and the student's gradient came back NaN at margins over ~88 T."""
+  arrays, _ = make_inputs(0, *SHAPES[1])
+  s, y = arrays["s"], arrays["y"]
+  t = arrays["t"] + margin * np.eye(s.shape[1], dtype=np.float32)[y]
+  for alpha, beta in ((1.0, 0.0), (0.0, 1.0), (1.0, 8.0)):
+    value, grad = jax.value_and_grad(
+        lambda s: jnp.sum(losses.dkd_loss(s, t, y, alpha, beta, 4.0)))(s)
+    assert np.isfinite(value) and np.all(np.isfinite(grad)), (alpha, beta)
+  if margin < 1000.0:  # the reference masks by subtracting 1000 (mdistiller's way)
+    a = f64({"s": s, "t": t})
+    np.testing.assert_allclose(losses.dkd_loss(s, t, y, 1.0, 8.0, 4.0),
+                               ref_dkd(a["s"], a["t"], y, 1.0, 8.0, 4.0), rtol=RTOL,
+                               atol=1e-4)
+
+
 def test_baseline_special_cases():
   arrays, counts = make_inputs(0, *SHAPES[1])
   s, t, y = arrays["s"], arrays["t"], arrays["y"]

@@ -124,12 +124,14 @@ def _binary_log_probs(logits: Array, target: Array) -> Array:
 
 
 def _non_target_log_softmax(logits: Array, target: Array) -> Array:
-  """log-softmax over the non-target classes; the target entry is finite junk.
+  """log-softmax over the non-target classes; the target entry is 0, a placeholder.
 
-  Keeping the target entry finite (rather than -inf) keeps the KL's masked-out
-  term, and so every gradient, free of NaN.
+  The placeholder keeps the KL's masked-out term, and so every gradient, free of NaN:
+  -inf would make it inf - inf, and the target's own logit minus the non-target
+  logsumexp overflows exp() where the target dominates (a confident teacher, or one
+  rectified to be right, with logits in the hundreds).
   """
-  return logits - _masked_logsumexp(logits, ~target)[:, None]
+  return jnp.where(target, 0.0, logits - _masked_logsumexp(logits, ~target)[:, None])
 
 
 def _masked_logsumexp(logits: Array, mask: Array) -> Array:

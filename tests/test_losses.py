@@ -256,6 +256,13 @@ CASES = {
             temperature=2.0, swap=False),
         lambda a, n: ref_kd(a["s"], ref_rectify(a["t"], a["y"], n, 0.5, False),
                             2.0)),
+    # DKD's decoupling of the rectified teacher (TCKD + nckd_weight NCKD).
+    "logit_rectified_loss_decoupled": (
+        lambda a, n: losses.logit_rectified_loss(
+            a["s"], a["t"], a["y"], priors.log_prior(n), tau=0.5,
+            temperature=2.0, nckd_weight=3.0),
+        lambda a, n: ref_dkd(a["s"], ref_rectify(a["t"], a["y"], n, 0.5, True),
+                             a["y"], 1.0, 3.0, 2.0)),
     "rectify_teacher_features": (
         lambda a, n: losses.rectify_teacher_features(
             a["h"], a["y"], a["anchors"], a["center"], 0.3),
@@ -460,6 +467,20 @@ def test_dkd_gradients_stay_finite_when_the_teachers_target_dominates(margin):
     np.testing.assert_allclose(losses.dkd_loss(s, t, y, 1.0, 8.0, 4.0),
                                ref_dkd(a["s"], a["t"], y, 1.0, 8.0, 4.0), rtol=RTOL,
                                atol=1e-4)
+
+
+def test_decoupled_lrd_is_kl_where_the_non_target_weight_is_one_minus_p_target():
+  """KL = TCKD + (1 - p~_t) NCKD on the rectified teacher (Zhao et al. Eq. 7): the
+  decoupled LRD's two terms recombine into the plain one."""
+  arrays, counts = make_inputs(0, *SHAPES[1])
+  s, t, y = arrays["s"], arrays["t"], arrays["y"]
+  lp = priors.log_prior(counts)
+  tckd = losses.logit_rectified_loss(s, t, y, lp, nckd_weight=0.0)
+  nckd = losses.logit_rectified_loss(s, t, y, lp, nckd_weight=1.0) - tckd
+  rect = np.asarray(losses.rectify_teacher_logits(t, y, lp), np.float64)
+  p_target = np_softmax(rect / 4.0)[np.arange(len(y)), y]
+  np.testing.assert_allclose(losses.logit_rectified_loss(s, t, y, lp),
+                             tckd + (1 - p_target) * nckd, rtol=1e-4, atol=1e-5)
 
 
 def test_baseline_special_cases():
@@ -758,6 +779,12 @@ STUDENT_CASES = {
         lambda a, n: (np.mean(np_ce(a["s"] + np.log(np_prior(n)), a["y"])), {
             "lrd": np.mean(ref_kd(a["s"], ref_rectify(a["t"], a["y"], n, 0.5,
                                                       True), 4.0))})),
+    "krd_lrd_decoupled": (
+        "krd", lambda a: dict(use_rrd=False, ce="ce", tau=0.5, lrd_form="decoupled",
+                              nckd_weight=2.0),
+        lambda a, n: (np.mean(np_ce(a["s"], a["y"])), {
+            "lrd": np.mean(ref_dkd(a["s"], ref_rectify(a["t"], a["y"], n, 0.5, True),
+                                   a["y"], 1.0, 2.0, 4.0))})),
     # tau fitted on val replaces tau; the teacher's logits are divided by the fitted
     # temperature (teacher_scale = 1 / s) before they are rectified.
     "krd_fitted_on_val": (

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from krd_jax.losses import _common
+from krd_jax.losses import kd
 from krd_jax.priors import pad_features
 
 Array = jax.Array
@@ -72,8 +73,14 @@ def rectify_teacher_logits(teacher_logits: ArrayLike, labels: ArrayLike,
 def logit_rectified_loss(student_logits: ArrayLike, teacher_logits: ArrayLike,
                          labels: ArrayLike, log_prior: ArrayLike,
                          tau: float = 1.0, temperature: float = 4.0,
-                         swap: bool = True) -> Array:
+                         swap: bool = True, nckd_weight: float | None = None) -> Array:
   """LRD: T^2 KL(softmax(z~_t / T) || softmax(z_s / T)) per example.
+
+  The KL is TCKD + (1 - p~_t) NCKD (Zhao et al. 2022, Eq. 7), where p~_t is the
+  rectified teacher's tempered probability of the label: the more confident the
+  rectified teacher, the less its non-target classes teach. With `nckd_weight` the
+  two are decoupled as in DKD, TCKD + nckd_weight * NCKD, on the rectified teacher
+  (an option of ours, not the paper's).
 
   Args:
     student_logits: [B, C].
@@ -83,17 +90,21 @@ def logit_rectified_loss(student_logits: ArrayLike, teacher_logits: ArrayLike,
     tau: prior-correction strength.
     temperature: T > 0.
     swap: whether to apply the label-correcting swap.
+    nckd_weight: None for the KL; a weight >= 0 for the decoupled form.
 
   Returns:
     float32 [B], >= 0.
 
   References:
-    docs/method.md, LRD step 3.
+    docs/method.md, LRD step 3; Zhao et al. 2022, "Decoupled Knowledge
+    Distillation", Eq. (7) and (8).
   """
   _common.check_temperature(temperature)
   s = _common.as_f32(student_logits, "student_logits", rank=2)
   _common.like(teacher_logits, s, "teacher_logits", "student_logits")
   t = rectify_teacher_logits(teacher_logits, labels, log_prior, tau, swap)
+  if nckd_weight is not None:
+    return kd.dkd_loss(s, t, labels, 1.0, nckd_weight, temperature)
   return _common.tempered_kl(s, t, temperature)
 
 

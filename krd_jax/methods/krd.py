@@ -77,6 +77,13 @@ PARAMS = {
     "swap": base.Param(True, "label-correcting swap of the rectified teacher",
                        acts=_WITH_LRD),
     "temperature": base.temperature(acts=_WITH_LRD),
+    # "decoupled" distils the rectified teacher as DKD does (TCKD + nckd_weight NCKD):
+    # our option, not the paper's; the KL weighs the non-target classes by 1 - p_t.
+    "lrd_form": base.Param("kl", "LRD as the tempered KL, or decoupled into target and "
+                           "non-target terms (DKD's form)", choices=("kl", "decoupled"),
+                           acts=_WITH_LRD),
+    "nckd_weight": base.weight(8.0, "weight of LRD's non-target term (DKD's beta)",
+                               base.acts_with(lrd_form="decoupled")),
     # The student's own CE term. "logit_adjusted" was chosen on the CIFAR-10-LT
     # validation split (benchmarks/RESULTS.md): with plain "ce", KRDistill does not
     # beat a logit-adjusted student that has no teacher.
@@ -95,7 +102,7 @@ PARAMS = {
 
 
 def build(counts, alpha, beta, lam, rho, tau, swap, temperature, ce, use_rrd, use_lrd,
-          anchors: Any = None, center: Any = None, fitted_tau: float | None = None,
+          lrd_form, nckd_weight, anchors: Any = None, center: Any = None, fitted_tau: float | None = None,
           teacher_scale: float = 1.0):
   """The objective; `anchors` [D, C] and `center` [d] are required with use_rrd;
   `fitted_tau` (replacing tau) and `teacher_scale` (1 / the fitted temperature) are
@@ -123,7 +130,8 @@ def build(counts, alpha, beta, lam, rho, tau, swap, temperature, ce, use_rrd, us
     if use_lrd:
       lrd = krdistill.logit_rectified_loss(
           out.student_logits, teacher_scale * base.need(out, "teacher_logits"), labels,
-          log_prior, tau, temperature, swap)
+          log_prior, tau, temperature, swap,
+          nckd_weight if lrd_form == "decoupled" else None)
       terms["lrd"] = beta * long_tail.balanced_mean(lrd, labels, weights)
     return base.total(ce_fn(out), terms, distill_scale)
 

@@ -19,7 +19,8 @@ classifier). KD, DKD and BKD run at their authors' CIFAR settings (common.cifar_
 Expected runtime: the full recipe (200 epochs) is not measured yet; `cpu` 14 min for the
 teacher and 22-24 min for the seven demo students of one seed, trained as one cohort, on
 2 idle AMD EPYC cores (2026-12-06; on 2026-12-01, cores shared: 20-37 min per teacher,
-4-8 per student trained alone); `local` a few minutes on CPU.
+4-8 per student trained alone); `cpu16` 17.5-19 min per seed for a cohort of three
+(KRDistill, DKD, BKD), the teacher reused; `local` a few minutes on CPU.
 """
 
 from krd_jax.configs import common

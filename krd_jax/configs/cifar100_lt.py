@@ -30,7 +30,7 @@ def get_config(arg: str = ""):
                                  *common.TEACHER_RECIPES))
   common.at_most_one(args, ("wrn", *common.CPU_RECIPES), "pair")
   if cpu := args & set(common.CPU_RECIPES):
-    cfg = common.cpu_config("cifar100_lt", common.CPU_RECIPES[cpu.pop()])
+    cfg = common.cpu_config("cifar100_lt", *cpu)  # one word: at_most_one refused two
   else:
     pair = ("wrn_40_2", "wrn_16_2") if "wrn" in args else ("resnet32x4", "resnet8x4")
     cfg = common.cifar_baselines(common.cifar_config("cifar100_lt", *pair), *pair)

@@ -40,7 +40,7 @@ def get_config(arg: str = ""):
                                  *common.TEACHER_RECIPES))
   common.at_most_one(args, (*common.CPU_RECIPES, "cpu30"), "recipe")
   if cpu := args & set(common.CPU_RECIPES):
-    cfg = common.cpu_config("cifar10_lt", common.CPU_RECIPES[cpu.pop()])
+    cfg = common.cpu_config("cifar10_lt", *cpu)  # one word: at_most_one refused two
   else:
     cfg = recipe(epochs=30 if "cpu30" in args else 200)
   return common.finish(cfg, args, offline_folder="cifar10-jpg")

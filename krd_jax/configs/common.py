@@ -79,11 +79,12 @@ def cifar_config(dataset: str, teacher: str, student: str, epochs: int = 200,
   return cfg
 
 
-def cpu_config(dataset: str, student_epochs: int = CPU_EPOCHS["student"]):
-  """The `cpu` recipe on `dataset`: CPU_PAIR for CPU_EPOCHS (the student's may be
-  longer: `cpu16`), one warm-up epoch (5 of 200, rounded up at this length), the
-  baselines at their authors' settings; lr steps and warm-ups scale with the schedule."""
-  cfg = cifar_config(dataset, *CPU_PAIR, epochs=student_epochs,
+def cpu_config(dataset: str, recipe: str = "cpu"):
+  """A CPU recipe (`cpu` or `cpu16`: CPU_RECIPES) on `dataset`: CPU_PAIR for CPU_EPOCHS
+  (the student's as the recipe says), one warm-up epoch (5 of 200, rounded up at this
+  length), the baselines at their authors' settings; lr steps and warm-ups scale with
+  the schedule."""
+  cfg = cifar_config(dataset, *CPU_PAIR, epochs=CPU_RECIPES[recipe],
                      teacher_epochs=CPU_EPOCHS["teacher"])
   for role in (cfg.teacher, cfg.student):
     role.optim.warmup_epochs = 1

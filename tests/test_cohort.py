@@ -78,13 +78,42 @@ def test_cohort_equals_each_student_trained_alone(tmp_path, methods):
         tmp_path / "alone" / method / "config.json").read_text()
 
 
+def test_one_method_at_two_settings_trains_as_two_members(tmp_path):
+  """A grid over a method's knob: KD at two temperatures in one cohort, each member
+  (kd_1, kd_2) ending where it ends trained alone, and the two apart."""
+  ds = _tiny_dataset()
+  base = _config(tmp_path / "cfg", epochs=1, model="mlp")
+  cfgs = []
+  for temperature in (4.0, 1.0):
+    cfg = ml_collections.ConfigDict(runs.with_method(base, "kd").to_dict())
+    cfg.methods.kd.temperature = temperature
+    cfgs.append(cfg.lock())
+  assert cohort_lib.member_names([*cfgs, runs.with_method(base, "ce")]) == [
+      "kd_1", "kd_2", "ce"]
+  exp = Experiment(cfgs[0], teacher_dir=str(tmp_path / "teacher"), data=ds)
+  alone = [exp.train_student(c, str(tmp_path / "alone" / str(i))) for i, c in enumerate(cfgs)]
+  together = exp.train_cohort(cfgs, [str(tmp_path / "together" / str(i)) for i in range(2)],
+                              str(tmp_path / "cohort"))
+  for a, b in zip(alone, together):
+    np.testing.assert_allclose(a["per_class"], b["per_class"])
+  saved = ckpt_lib.RunCheckpoints(str(tmp_path / "cohort" / "checkpoints"))
+  params = saved.manager.restore(saved.latest_step)["state"]["params"]
+  saved.close()
+  assert set(params) == {"kd_1", "kd_2"}
+  assert any(not np.allclose(x, y) for x, y in zip(_leaves(params["kd_1"]),
+                                                   _leaves(params["kd_2"])))
+  for i, temperature in enumerate((4.0, 1.0)):
+    written = json.loads((tmp_path / "together" / str(i) / "config.json").read_text())
+    assert written["method_kwargs"]["temperature"] == temperature
+
+
 def test_cohort_refuses_runs_that_differ_in_more_than_the_method(tmp_path):
   a, b = _cfgs(tmp_path, ["kd", "dkd"])
   other = ml_collections.ConfigDict(b.to_dict())
   other.student.epochs = 3
   with pytest.raises(ValueError, match=r"differ in \['student'\]"):
     cohort_lib.check_cohort([a, other.lock()])
-  with pytest.raises(ValueError, match="repeated methods"):
+  with pytest.raises(ValueError, match="repeated students"):
     cohort_lib.check_cohort([a, a])
   # Method knobs may differ: each student reads its own section.
   tuned = ml_collections.ConfigDict(b.to_dict())

@@ -12,7 +12,9 @@ and objective. Each ends where it would have ended trained alone, to float32 rou
 (tests/test_cohort.py).
 
 The cohort checkpoints, resumes and logs as one run in its own folder (metrics are
-per method, "<method>/loss", plus their means); at the end each student's run folder
+per member, "<member>/loss", plus their means; a member is named by its method, or
+"<method>_<k>" where a method appears k-th time with other hyper-parameters, say a grid
+over methods.krd.beta); at the end each student's run folder
 gets the config.json and final.json a solo run would have written, so sweeps and the
 demo read them the same way. A NaN/Inf loss in any student stops the cohort.
 
@@ -82,13 +84,33 @@ def check_fits(step_fn: Callable, state: TrainState, example: Callable[[], dict]
                          f"than {budget:.0%} of its {limit / 2**30:.2f} GiB")
 
 
+def _method_kwargs(cfg: ml_collections.ConfigDict) -> dict:
+  return cfg.methods[cfg.student.method].to_dict()
+
+
+def member_names(cfgs: Sequence[ml_collections.ConfigDict]) -> list[str]:
+  """Each student's key in the cohort's state and metrics: its method, or where a
+  method appears more than once (with other hyper-parameters), "<method>_1",
+  "<method>_2", ... in order."""
+  methods = [c.student.method for c in cfgs]
+  seen: dict[str, int] = {}
+  names = []
+  for m in methods:
+    seen[m] = seen.get(m, 0) + 1
+    names.append(m if methods.count(m) == 1 else f"{m}_{seen[m]}")
+  return names
+
+
 def check_cohort(cfgs: Sequence[ml_collections.ConfigDict]) -> None:
-  """Raises ValueError unless `cfgs` are one run's students of distinct methods."""
+  """Raises ValueError unless `cfgs` are one run's students, no two of them the same
+  method at the same hyper-parameters (that would train one student twice)."""
   if not cfgs:
     raise ValueError("cohort: no runs given")
-  names = [c.student.method for c in cfgs]
-  if len(set(names)) != len(names):
-    raise ValueError(f"cohort: repeated methods {names}")
+  students = [(c.student.method, json.dumps(_method_kwargs(c), sort_keys=True))
+              for c in cfgs]
+  if len(set(students)) != len(students):
+    raise ValueError(f"cohort: repeated students (a method at the same hyper-parameters) "
+                     f"{[m for m, _ in students]}")
   first = shared_part(cfgs[0])
   for c in cfgs[1:]:
     other = shared_part(c)
@@ -101,7 +123,7 @@ def check_cohort(cfgs: Sequence[ml_collections.ConfigDict]) -> None:
 def cohort_state(setups: Sequence[student_lib.StudentSetup], names: Sequence[str],
                  teacher_variables: Any) -> TrainState:
   """The students' fresh states as one state: params, batch_stats and opt_state keyed
-  by method, one step count, the shared teacher."""
+  by member name (`member_names`), one step count, the shared teacher."""
   return TrainState(
       step=setups[0].state.step,
       params={n: s.state.params for n, s in zip(names, setups)},
@@ -142,8 +164,8 @@ def make_cohort_step(teacher_model: Any, updates: dict[str, Callable],
 
 
 def _mean_summary(summaries: dict[str, dict]) -> dict:
-  """Method-mean of each scalar (what the cohort logs and ranks checkpoints by), plus
-  each method's balanced accuracy."""
+  """Member-mean of each scalar (what the cohort logs and ranks checkpoints by), plus
+  each member's balanced accuracy."""
   first = next(iter(summaries.values()))
   scalars = [k for k, v in first.items() if isinstance(v, (int, float))]
   out = {k: float(np.mean([s[k] for s in summaries.values()])) for k in scalars}
@@ -154,8 +176,8 @@ def _mean_summary(summaries: dict[str, dict]) -> dict:
 def train_cohort(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh: Mesh,
                  teacher: Teacher | None, run_dirs: Sequence[str],
                  cohort_dir: str) -> list[dict]:
-  """Trains the students of `cfgs` (one run's methods, one seed) as one program that
-  runs the teacher once per step.
+  """Trains the students of `cfgs` (one run's methods, or one method at several
+  hyper-parameters; one seed) as one program that runs the teacher once per step.
 
   Args:
     cfgs: configs equal but for the student method and the method sections
@@ -178,7 +200,7 @@ def train_cohort(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh: Mesh,
   check_cohort(cfgs)
   if len(run_dirs) != len(cfgs):
     raise ValueError(f"cohort: {len(cfgs)} configs but {len(run_dirs)} run folders")
-  names = [c.student.method for c in cfgs]
+  names = member_names(cfgs)
   setups = [student_lib.student_setup(c, ds, mesh, teacher) for c in cfgs]
   first = setups[0]
   readers = [s.teacher_variables is not None for s in setups]
@@ -199,7 +221,7 @@ def train_cohort(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh: Mesh,
     run_dir_lib.check_run_dir(run_dir, run_dir_lib.role_json(cfg, "student"))
   run_dir_lib.check_run_dir(cohort_dir, {**run_dir_lib.role_json(cfgs[0], "student"),
                                          "student": None, "method_kwargs": None,
-                                         "cohort": {n: c.methods[n].to_dict()
+                                         "cohort": {n: _method_kwargs(c)
                                                     for n, c in zip(names, cfgs)}})
   scfg = cfgs[0].student
   state = loop.fit(run_dir=cohort_dir, cadence=loop.Cadence.of(cfgs[0]), epochs=scfg.epochs,

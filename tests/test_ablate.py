@@ -157,10 +157,15 @@ def test_sweep_shares_the_teacher_writes_reports_and_resumes(tmp_path, capsys):
   assert len(os.listdir(os.path.join(workdir, "teachers"))) == 1
   assert first["trained"] == 6
   assert len(os.listdir(os.path.join(workdir, "students"))) == 6
-  # The krd and kd students of each seed in the first cell trained as one cohort (one
-  # teacher pass per step); the second cell's krd runs had no partner left.
-  assert sorted(d[:3] for d in os.listdir(os.path.join(workdir, "cohorts"))) == ["s0_",
-                                                                                  "s1_"]
+  # Each seed's three students (krd at both betas, from both cells, and kd) trained as
+  # one cohort: one teacher pass per step.
+  cohort_dirs = sorted(os.listdir(os.path.join(workdir, "cohorts")))
+  assert [d[:3] for d in cohort_dirs] == ["s0_", "s1_"]
+  for d in cohort_dirs:
+    with open(os.path.join(workdir, "cohorts", d, "config.json")) as f:
+      members = json.load(f)["cohort"]
+    assert set(members) == {"krd_1", "krd_2", "kd"}
+    assert {members["krd_1"]["beta"], members["krd_2"]["beta"]} == {0.5, 1.0}
 
   results = _read_csv(os.path.join(out, "results.csv"))
   assert len(results) == 8

@@ -141,6 +141,33 @@ def test_a_cohort_too_large_for_the_device_trains_its_students_one_by_one(
          "final.json").read_text())
 
 
+def test_a_cohort_too_large_is_split_in_two_before_its_students_go_alone(
+    tmp_path, monkeypatch, capsys):
+  """Bounded: a device that holds two students but not three (faked: check_fits refuses
+  a step of more than two members) trains a cohort of three as one of two and one
+  alone, not all three alone."""
+  from krd_jax import ablate
+  from test_ablate import _base
+  real_check_fits = cohort_lib.check_fits
+
+  def two_at_most(step_fn, state, *args, **kwargs):
+    if len(state.params) > 2:
+      raise cohort_lib.CohortTooLarge("a cohort step needs more than this device holds")
+    return real_check_fits(step_fn, state, *args, **kwargs)
+
+  monkeypatch.setattr(cohort_lib, "check_fits", two_at_most)
+  workdir = tmp_path / "sweep"
+  result = ablate.run_sweep(_base(epochs=1), "", ["krd", "kd", "logit_adjusted"], [0],
+                            str(workdir))
+  assert result["trained"] == 3
+  out = capsys.readouterr()
+  assert "its 3 students train as two cohorts, of 2 and 1" in out.out + out.err
+  assert "one by one" not in out.out + out.err
+  (cohort_dir,) = os.listdir(workdir / "cohorts")
+  members = json.loads((workdir / "cohorts" / cohort_dir / "config.json").read_text())
+  assert set(members["cohort"]) == {"krd", "kd"}
+
+
 def test_demo_reads_back_only_runs_of_its_own_configuration(tmp_path, capsys):
   """The demo reuses a finished student of the same configuration; a student folder that
   holds another configuration's run is refused (exit 2, one line), never read back."""

@@ -150,22 +150,26 @@ def execute_group(group: Sequence[Run], experiments: Experiments,
 
 
 def cohorts(runs_: Sequence[Run]) -> list[list[Run]]:
-  """The unfinished runs of one cell, as groups of one seed and several methods that can
-  train as one cohort (krd_jax.train.cohort: the teacher runs once per step for all);
-  single runs are left to `execute`."""
-  by_key: dict[tuple, list[Run]] = {}
+  """The unfinished runs, as groups of one seed that can train as one cohort (krd_jax.
+  train.cohort: the teacher runs once per step for all): several methods, or one method
+  at several settings from different cells of a grid (methods.krd.beta=0.5,1). Each
+  run once, however many cells share it; single runs are left to `execute`."""
+  by_key: dict[tuple, dict[str, Run]] = {}
   for run in runs_:
     if not os.path.exists(_final_path(run)):
       key = (run.seed, digest(cohort_lib.shared_part(run.cfg)))
-      by_key.setdefault(key, []).append(run)
-  return [g for g in by_key.values() if len(g) > 1]
+      by_key.setdefault(key, {}).setdefault(run.run_dir, run)
+  return [list(g.values()) for g in by_key.values() if len(g) > 1]
 
 
 def execute_cohort(group: Sequence[Run], experiments: Experiments,
                    workdir: str) -> list[Outcome]:
   """Trains (or resumes) one seed's students of several methods as one cohort; returns
   each run's (status, final record) as `execute` would. A cohort too large for the
-  device's memory trains its students one by one instead, with one line saying so."""
+  device's memory is split in two (down to students trained one by one), with one line
+  saying so."""
+  if len(group) == 1:
+    return [execute(group[0], experiments)]
   reader = next((r for r in group if r.teacher_dir), group[0])
   cohort_dir = os.path.join(workdir, "cohorts", f"s{group[0].seed}_"
                             f"{digest([r.run_dir for r in group])}")
@@ -176,6 +180,12 @@ def execute_cohort(group: Sequence[Run], experiments: Experiments,
                                         [r.run_dir for r in group], cohort_dir),
         cohort_dir, "student of the cohort")
   except cohort_lib.CohortTooLarge as e:
+    if len(group) > 2:
+      half = (len(group) + 1) // 2
+      tqdm.write(f"seed {group[0].seed}: {e}; its {len(group)} students train as two "
+                 f"cohorts, of {half} and {len(group) - half}")
+      return (execute_cohort(group[:half], experiments, workdir) +
+              execute_cohort(group[half:], experiments, workdir))
     tqdm.write(f"seed {group[0].seed}: {e}; its {len(group)} students train one by one, "
                "each running the teacher")
     return [execute(run, experiments) for run in group]
@@ -183,10 +193,10 @@ def execute_cohort(group: Sequence[Run], experiments: Experiments,
 
 def _train_all(all_runs: list[Run], experiments: Experiments, workdir: str,
                parallel_seeds: int, share_teacher: bool, progress: bool) -> list[Outcome]:
-  """Every run's outcome, cell by cell; a run shared by several cells trains once; with
-  `share_teacher`, the methods of one seed train as a cohort (one teacher pass)."""
+  """Every run's outcome, in plan order; a run shared by several cells trains once;
+  with `share_teacher`, the students of one seed (every method, every cell whose data
+  and teacher are the same) train as a cohort (one teacher pass)."""
   outcomes: list[Outcome] = []
-  seen: dict[str, Outcome] = {}  # run dir -> outcome, for shared runs
   # One bar over every run, and one line per run as it finishes: a notebook cell (where
   # the per-step bars of each run stay hidden) shows where a long sweep is.
   bar = tqdm(total=len(all_runs), desc="ablation runs", unit="run", disable=not progress,
@@ -204,38 +214,37 @@ def _train_all(all_runs: list[Run], experiments: Experiments, workdir: str,
       bar.write(f"[{done}/{len(all_runs)}] {run_label(run)}: {outcome_text(*outcome)}")
     bar.update(1)
 
-  for _, cell_runs in itertools.groupby(all_runs, key=lambda r: r.cell):
-    cell_runs = list(cell_runs)
-    grouped: dict[str, Outcome] = {}  # trained now, together, and reported as they end
+  grouped: dict[str, Outcome] = {}  # trained together, reported as each group ends
 
-    def train_together(group, train, label: str) -> None:
-      bar.set_postfix_str(label, refresh=True)
-      for run, outcome in zip(group, train(group, experiments, workdir)):
-        grouped[run.run_dir] = outcome
-        report(run, outcome)
+  def train_together(group, train, label: str) -> None:
+    bar.set_postfix_str(label, refresh=True)
+    for run, outcome in zip(group, train(group, experiments, workdir)):
+      grouped[run.run_dir] = outcome
+      report(run, outcome)
 
-    if parallel_seeds > 1:
-      pending = [r for r in cell_runs if r.run_dir not in seen]
+  if parallel_seeds > 1:
+    for _, cell_runs in itertools.groupby(all_runs, key=lambda r: r.cell):
+      pending = [r for r in cell_runs if r.run_dir not in grouped]
       for group in parallel_groups(pending, parallel_seeds):
         train_together(group, execute_group, f"{run_label(group[0])} x{len(group)} seeds")
-    if share_teacher:
-      pending = [r for r in cell_runs if r.run_dir not in seen and r.run_dir not in grouped]
-      for group in cohorts(pending):
-        train_together(group, execute_cohort,
-                       f"seed {group[0].seed}: {len(group)} methods, one teacher pass")
-    for run in cell_runs:
-      if run.run_dir in grouped:
-        seen[run.run_dir] = grouped.pop(run.run_dir)
-        outcomes.append(seen[run.run_dir])
-        continue
-      bar.set_postfix_str(run_label(run), refresh=True)
-      if run.run_dir not in seen:
-        seen[run.run_dir] = execute(run, experiments)
-      else:  # a run shared with an earlier cell: one training, one divergence
-        status, summary = seen[run.run_dir]
-        seen[run.run_dir] = ("reused" if status == "trained" else status, summary)
+  if share_teacher:  # across cells: a grid over one method's knobs shares the teacher too
+    for group in cohorts([r for r in all_runs if r.run_dir not in grouped]):
+      train_together(group, execute_cohort,
+                     f"seed {group[0].seed}: {len(group)} students, one teacher pass")
+  seen: dict[str, Outcome] = {}  # run dir -> outcome, for runs shared by several cells
+  for run in all_runs:
+    if run.run_dir in grouped:  # reported when its group ended
+      seen[run.run_dir] = grouped.pop(run.run_dir)
       outcomes.append(seen[run.run_dir])
-      report(run, seen[run.run_dir])
+      continue
+    bar.set_postfix_str(run_label(run), refresh=True)
+    if run.run_dir not in seen:
+      seen[run.run_dir] = execute(run, experiments)
+    else:  # a run shared with an earlier cell: one training, one divergence
+      status, summary = seen[run.run_dir]
+      seen[run.run_dir] = ("reused" if status == "trained" else status, summary)
+    outcomes.append(seen[run.run_dir])
+    report(run, seen[run.run_dir])
   bar.close()
   return outcomes
 

@@ -5,8 +5,11 @@ The pair the LTKD paper's table reports, ResNet-32x4 -> ResNet-8x4, 200 epochs e
 at epochs 160 and 180, crop + flip; KD, DKD and BKD at their authors' settings), on
 LDAM-DRW's 10,847 training images and the balanced 10,000 test images. Every student
 method (CE, KD, DKD, BKD, LTKD, KRDistill, logit-adjusted CE) from each teacher kind
-(plain CE, and logit-adjusted CE), the methods of one seed trained as one cohort that
-runs the teacher once per step (krd_jax.ablate.run_sweep).
+(plain CE, and logit-adjusted CE), and KRDistill a second time with its logit-rectified
+loss decoupled as DKD does (`methods.krd.lrd_form=decoupled`, the non-target weight at
+DKD's beta for this pair, 8, untuned: the CPU screens' open question, benchmarks/
+RESULTS.md), the eight students of one seed trained as one cohort that runs the teacher
+once per step (krd_jax.ablate.run_sweep).
 
 No validation split: the published setting has none, so KRDistill runs at its fixed
 tau = 1 (tau_from="auto" without a validation split), and each student's post-hoc
@@ -25,8 +28,8 @@ fixed tau = 1; nothing is chosen on the test set.
       --epochs 1 --pair resnet8:resnet8 --workdir /tmp/c100_smoke
 
 Expected runtime: not measured yet (no GPU session has run it). Estimated from the
-H200 step rates of benchmarks/RESULTS.md: about 5 minutes per teacher and 7-10 per
-cohort of seven students on one H100 or H200, so one teacher kind and one seed fit in
+H200 step rates of benchmarks/RESULTS.md: about 5 minutes per teacher and 8-11 per
+cohort of eight students on one H100 or H200, so one teacher kind and one seed fit in
 one session's device time; run the same command again on the same machine and
 finished runs are reused, an interrupted one resumes.
 """
@@ -44,6 +47,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 METHODS = ("ce", "kd", "dkd", "bkd", "ltkd", "krd", "logit_adjusted")
 TEACHER_LOSSES = {"ce": "ce", "la": "logit_adjusted"}
+LRD_FORMS = ("kl", "decoupled")  # KRDistill's logit-rectified loss: the paper's, and ours
 MAX_CARRY_MIB = 64  # what the device tool carries to a GPU machine
 
 # Balanced test accuracy (%) of ResNet-32x4 -> ResNet-8x4 on CIFAR-100-LT, IF = 100, 200
@@ -84,20 +88,27 @@ def base_config(workdir: str, epochs: int, pair: str | None, dtype: str):
   cfg = common.cifar_baselines(
       common.cifar_config("cifar100_lt", teacher, student, epochs=epochs), teacher, student)
   cfg.workdir, cfg.compute_dtype, cfg.progress = workdir, dtype, True
+  # The decoupled LRD's non-target weight: DKD's beta for the pair (acts only there).
+  cfg.methods.krd.nckd_weight = cfg.methods.dkd.beta
   return cfg.lock()
+
+
+def grid(teachers: str) -> str:
+  """The sweep's axes: each teacher kind, and KRDistill's two LRD forms (the other
+  methods do not read lrd_form: their runs are shared by both cells)."""
+  losses = ",".join(TEACHER_LOSSES[t] for t in teachers.split(","))
+  return f"teacher.loss={losses} methods.krd.lrd_form={','.join(LRD_FORMS)}"
 
 
 def run(args) -> None:
   from krd_jax import ablate
   from krd_jax.data import cache, load_arrays
-  teachers = [TEACHER_LOSSES[t] for t in args.teachers.split(",")]
   ds = load_arrays(args.arrays)
   print(f"{args.arrays}: sha256 {cache.file_sha256(args.arrays)[:16]}, "
         f"{len(ds.train_labels)} training images", flush=True)
   result = ablate.run_sweep(
-      base_config(args.workdir, args.epochs, args.pair, args.dtype),
-      f"teacher.loss={','.join(teachers)}", METHODS, range(args.seeds), args.workdir,
-      args.out, data=ds)
+      base_config(args.workdir, args.epochs, args.pair, args.dtype), grid(args.teachers),
+      METHODS, range(args.seeds), args.workdir, args.out, data=ds)
   print(result["table"])
   summarize(os.path.join(args.out or args.workdir, "summary.csv"))
 
@@ -109,23 +120,27 @@ def _mean_std(row: dict, metric: str) -> str:
 
 
 def summarize(summary_csv: str) -> None:
-  """Our balanced and few-shot accuracy per teacher kind and method (the sweep's
+  """Our balanced and few-shot accuracy per teacher kind and student (the sweep's
   summary.csv: mean ± std over seeds), with post-hoc adjustment at tau = 1 (no
   validation split to choose it on), the published numbers beside them."""
   with open(summary_csv, newline="") as f:
-    rows = {(r["teacher.loss"], r["method"]): r for r in csv.DictReader(f)}
+    rows = {(r["teacher.loss"], r["method"], r["methods.krd.lrd_form"]): r
+            for r in csv.DictReader(f)}
   print(f"\nCIFAR-100-LT IF 100, balanced test accuracy (%). Ours: {summary_csv}. Published: "
         f"{PUBLISHED_SOURCE}.\n")
   print("| student | teacher | n | balanced (ours) | few (ours) | + post-hoc LA, tau 1 (ours) "
         "| balanced (published) | few (published) |")
   print("|---|---|---|---|---|---|---|---|")
+  # Methods other than krd are one run in both lrd_form cells: one row, the first's.
+  students = [(m, LRD_FORMS[0]) for m in METHODS] + [("krd", f) for f in LRD_FORMS[1:]]
   for loss in TEACHER_LOSSES.values():
-    for method in METHODS:
-      row = rows.get((loss, method))
+    for method, form in students:
+      row = rows.get((loss, method, form))
       if row is None or not int(row["seeds"]):
         continue
-      published = PUBLISHED.get(method, {}) if loss == "ce" else {}
-      print(f"| {method} | {loss} | {row['seeds']} | {_mean_std(row, 'balanced')} "
+      published = PUBLISHED.get(method, {}) if loss == "ce" and form == "kl" else {}
+      name = f"{method} (LRD {form})" if method == "krd" else method
+      print(f"| {name} | {loss} | {row['seeds']} | {_mean_std(row, 'balanced')} "
             f"| {_mean_std(row, 'few')} | {_mean_std(row, 'post_hoc_balanced')} "
             f"| {published.get('balanced', '')} | {published.get('few', '')} |")
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 24's GPU reproduction in one call (no TensorFlow needed): CIFAR-100-LT IF = 100,
 # ResNet-32x4 -> ResNet-8x4 at the 200-epoch recipe, every student method from one
-# teacher kind, beside the LTKD paper's numbers (benchmarks/cifar100_lt_reproduction.py).
+# teacher kind (and KRDistill's decoupled LRD beside its KL one: eight students, one
+# cohort), beside the LTKD paper's numbers (benchmarks/cifar100_lt_reproduction.py).
 #
 # Prepare here (once), then run through the device tool with carry [".whl", ".carry"]
 # (about 58 MiB: the dataset file 55.4 MiB, the wheels 2.5 MiB; TensorBoard is optional

@@ -154,12 +154,14 @@ def cohorts(runs_: Sequence[Run]) -> list[list[Run]]:
   train.cohort: the teacher runs once per step for all): several methods, or one method
   at several settings from different cells of a grid (methods.krd.beta=0.5,1). Each
   run once, however many cells share it; single runs are left to `execute`."""
-  by_key: dict[tuple, dict[str, Run]] = {}
+  by_key: dict[tuple, list[Run]] = {}
+  placed: set[str] = set()  # a teacher-free run is shared by cells of other teachers
   for run in runs_:
-    if not os.path.exists(_final_path(run)):
+    if run.run_dir not in placed and not os.path.exists(_final_path(run)):
+      placed.add(run.run_dir)
       key = (run.seed, digest(cohort_lib.shared_part(run.cfg)))
-      by_key.setdefault(key, {}).setdefault(run.run_dir, run)
-  return [list(g.values()) for g in by_key.values() if len(g) > 1]
+      by_key.setdefault(key, []).append(run)
+  return [g for g in by_key.values() if len(g) > 1]
 
 
 def execute_cohort(group: Sequence[Run], experiments: Experiments,

@@ -148,8 +148,10 @@ def _label(entry: dict, keys: Sequence[str], short: dict[str, str]) -> str:
 
 
 def summary_markdown(summary: list[dict], keys: Sequence[str], grid: Sequence[tuple[str, list]],
-                     seeds: Sequence[int], teachers: dict[str, dict]) -> str:
-  """summary.md: the grid, then one table row per cell x method (mean ± std)."""
+                     seeds: Sequence[int], teachers: dict[str, dict],
+                     overrides: Sequence[tuple[str, Any]] = ()) -> str:
+  """summary.md: the grid and the base config's overrides (a row's name does not show
+  them), then one table row per cell x method (mean ± std)."""
   short = short_names(keys)
   table_rows = {}
   for entry in summary:
@@ -160,8 +162,11 @@ def summary_markdown(summary: list[dict], keys: Sequence[str], grid: Sequence[tu
   axes = "\n".join(f"- `{k}`: {', '.join(_fmt(v) for v in values)}" for k, values in grid)
   text = (f"# Ablation\n\nTest accuracy (%), mean ± std over seeds "
           f"{', '.join(map(str, seeds))} (sample std; groups as in metrics.summarize).\n\n"
-          f"Grid:\n{axes or '- (none: the base config only)'}\n\n"
-          f"{metrics_lib.format_table(table_rows)}\n")
+          f"Grid:\n{axes or '- (none: the base config only)'}\n\n")
+  if overrides:
+    text += ("Base config overridden for every run: " +
+             ", ".join(f"`{k}={_fmt(v)}`" for k, v in overrides) + "\n\n")
+  text += f"{metrics_lib.format_table(table_rows)}\n"
   selection = {label: {c: (entry[c], entry[f"{c}_std"]) for c in SELECTION}
                for label, entry in zip(table_rows, summary)}
   if any(not math.isnan(row["val_balanced"][0]) for row in selection.values()):
@@ -260,7 +265,8 @@ def teacher_rows(runs_: Sequence[Any]) -> dict[str, dict]:
 
 def write_sweep_reports(out: str, runs_: Sequence[Any], outcomes: Sequence[tuple],
                         grid: Sequence[tuple[str, list]], seeds: Sequence[int],
-                        train_counts: Callable[[], np.ndarray]) -> dict:
+                        train_counts: Callable[[], np.ndarray],
+                        overrides: Sequence[tuple[str, Any]] = ()) -> dict:
   """A sweep's results.csv, summary.csv, summary.md and plot, written under `out`.
 
   Args:
@@ -268,6 +274,8 @@ def write_sweep_reports(out: str, runs_: Sequence[Any], outcomes: Sequence[tuple
     runs_, outcomes: the sweep's runs and each one's (status, final record).
     grid: the swept axes; seeds: the student seeds.
     train_counts: () -> training images per class (read only for the one-cell plot).
+    overrides: (key, value) of the base config set on the command line, named in
+      summary.md.
 
   Returns:
     {"rows", "summary", "table", "files": {name: path}}.
@@ -276,7 +284,7 @@ def write_sweep_reports(out: str, runs_: Sequence[Any], outcomes: Sequence[tuple
   rows = result_rows(runs_, outcomes, keys)
   summary = aggregate(rows, keys)
   teachers = teacher_rows(runs_)
-  table = summary_markdown(summary, keys, grid, seeds, teachers)
+  table = summary_markdown(summary, keys, grid, seeds, teachers, overrides)
   files = {name: os.path.join(out, name)
            for name in ("results.csv", "summary.csv", "summary.md")}
   write_csv(files["results.csv"], rows)

@@ -264,6 +264,20 @@ def test_one_seed_has_no_spread_and_says_none():
   table = ablate.summary_markdown(summary, [], [], [0, 1], {})
   assert "| KD | 50.0 | 51.0 |" in table
   assert "| KRDistill (krd) | 61.0 ± 1.4 | 61.0 ± 1.4 |" in table
+  assert "overridden" not in table
+  # A row's name does not show what the command line changed for every run: the
+  # table's head does.
+  table = ablate.summary_markdown(summary, [], [], [0, 1], {}, [
+      ("methods.krd.lrd_form", "decoupled"), ("methods.krd.nckd_weight", 2.0)])
+  assert ("Base config overridden for every run: `methods.krd.lrd_form=decoupled`, "
+          "`methods.krd.nckd_weight=2.0`\n") in table
+
+
+def test_sweep_refuses_an_override_that_does_not_act_before_any_write(tmp_path):
+  with pytest.raises(ValueError, match="methods.krd.alpha=.* has no effect"):
+    ablate.run_sweep(_base(), "", ["krd"], [0], str(tmp_path / "w"),
+                     overridden=["methods.krd.alpha"])
+  assert not os.path.exists(tmp_path / "w")
 
 
 def test_a_sweep_given_its_dataset_trains_on_it_and_refuses_to_vary_data(tmp_path):

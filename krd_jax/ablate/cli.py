@@ -42,13 +42,14 @@ def _main(argv: list[str]) -> None:
   try:  # a bad grid, method or seed: one line, not a traceback
     grid = parse_grid(f.grid, base)
     seeds = _seeds(f.seeds, base.seed)
-    plan(base, grid, methods, seeds, workdir, config_lib.overridden_keys(sys.argv))
+    overridden = config_lib.overridden_keys(sys.argv)
+    plan(base, grid, methods, seeds, workdir, overridden)
   except ValueError as e:
     _refuse(str(e))
   if f.parallel_seeds < 1:
     _refuse(f"--parallel-seeds={f.parallel_seeds}; allowed: 1 or more")
   result = run_sweep(base, grid, methods, seeds, workdir, f.out, f.parallel_seeds,
-                     f.share_teacher)
+                     f.share_teacher, overridden=overridden)
   print(result["table"])
   print(f"{result['trained']} student run(s) and {result['teachers_trained']} "
         f"teacher(s) trained now; {len(result['rows'])} runs in the sweep.")

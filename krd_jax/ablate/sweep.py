@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 import ml_collections
 from tqdm.auto import tqdm
 
+from krd_jax import config as config_lib
 from krd_jax import methods as methods_lib
 from krd_jax import reports
 from krd_jax.ablate.grid import Grid
@@ -253,7 +254,8 @@ def _train_all(all_runs: list[Run], experiments: Experiments, workdir: str,
 
 def run_sweep(base: ml_collections.ConfigDict, grid: Grid | str, methods: Sequence[str],
               seeds: Sequence[int], workdir: str, out: str | None = None,
-              parallel_seeds: int = 1, share_teacher: bool = True, data=None) -> dict:
+              parallel_seeds: int = 1, share_teacher: bool = True, data=None,
+              overridden: Sequence[str] = ()) -> dict:
   """Runs (or resumes) a whole sweep and writes its reports.
 
   Args:
@@ -272,6 +274,9 @@ def run_sweep(base: ml_collections.ConfigDict, grid: Grid | str, methods: Sequen
     data: a dataset already in memory (`krd_jax.data.load_arrays`, `from_arrays`) for
       every run instead of the one `base.data` names: where the source cannot be read
       (a machine without TensorFlow or the image folder). The grid may not vary data.*.
+    overridden: the base config's keys set on the command line (config.
+      overridden_keys): each must act in every run of its method, and summary.md names
+      them with their values.
 
   Returns:
     {"rows": per-run rows, "summary": per cell x method, "table": summary markdown,
@@ -285,7 +290,8 @@ def run_sweep(base: ml_collections.ConfigDict, grid: Grid | str, methods: Sequen
   varied_data = [key for key, _ in grid if key.startswith("data.")]
   if data is not None and varied_data:
     raise ValueError(f"a sweep given its dataset cannot vary data.*: {varied_data}")
-  all_runs = plan(base, grid, methods, seeds, workdir)  # every error before any write
+  # Every error before any write.
+  all_runs = plan(base, grid, methods, seeds, workdir, overridden)
   out = out or workdir
   os.makedirs(out, exist_ok=True)
   experiments = Experiments(base.seed, data)
@@ -293,6 +299,7 @@ def run_sweep(base: ml_collections.ConfigDict, grid: Grid | str, methods: Sequen
                         base.progress)
   result = reports.write_sweep_reports(
       out, all_runs, outcomes, grid, seeds,
-      lambda: experiments.for_run(all_runs[0]).data.train_counts)
+      lambda: experiments.for_run(all_runs[0]).data.train_counts,
+      [(key, config_lib.lookup(base, key)) for key in overridden])
   return {**result, "trained": sum(s == "trained" for s, _ in outcomes),
           "teachers_trained": experiments.teachers_trained}

@@ -228,10 +228,7 @@ def plot_balanced(summary: list[dict], keys: Sequence[str], path: str) -> str:
   ax.set_xlabel(first)
   ax.set_ylabel("balanced test accuracy (%)")
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-  fig.savefig(path, dpi=120, bbox_inches="tight")
-  plt.close(fig)
-  return path
+  return metrics_lib.save_with_legend_beside(fig, ax, path)
 
 
 def plot_per_class_means(runs_: Sequence[Any], outcomes: list[tuple[str, dict | None]],

@@ -303,3 +303,16 @@ def test_cpu_steps_compile_with_the_library_xla_options():
   xla = jax.jit(step).lower(*args).compile().as_text()
   assert "__ynn_fusion" in xla and "__ynn_fusion" not in library
   assert "convolution(" in library
+
+
+def test_per_class_plot_draws_identical_runs_as_one_line(tmp_path):
+  """A post-hoc row at tau 0 is its run: one line, named for both, not two lines of
+  which one hides the other."""
+  from krd_jax.train import metrics as metrics_lib
+  merged = metrics_lib.merge_identical({"a": [10.0, 20.0], "b": [30.0, 40.0],
+                                        "a + post-hoc LA (tau 0)": [10.0, 20.0]})
+  assert list(merged) == ["b", "a = a + post-hoc LA (tau 0)"]
+  np.testing.assert_array_equal(merged["a = a + post-hoc LA (tau 0)"], [10.0, 20.0])
+  assert list(metrics_lib.merge_identical({"a": [1.0], "b": [1.0 + 1e-9]})) == ["a", "b"]
+  path = metrics_lib.plot_per_class(merged, np.array([100, 10]), str(tmp_path / "p.png"))
+  assert os.path.getsize(path) > 1000

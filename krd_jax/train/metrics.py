@@ -79,9 +79,34 @@ def format_table(rows: Mapping[str, Mapping[str, float]],
   return "\n".join([header, rule, *body])
 
 
+def merge_identical(results: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
+  """Runs with the same per-class accuracy as one line named "A = B" (a post-hoc row at
+  tau 0 is its run: drawn twice, one line would hide the other), in first-seen order."""
+  merged: dict[str, np.ndarray] = {}
+  for name, accuracy in results.items():
+    accuracy = np.asarray(accuracy, dtype=float)
+    same = next((k for k, v in merged.items() if np.array_equal(v, accuracy)), None)
+    if same is None:
+      merged[name] = accuracy
+    else:
+      merged[f"{same} = {name}"] = merged.pop(same)
+  return merged
+
+
+def save_with_legend_beside(fig, ax, path: str) -> str:
+  """Writes `fig` to `path` (PNG) with the legend beside the axes, not over the
+  curves; the saved figure grows to hold it."""
+  import matplotlib.pyplot as plt
+  ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+  fig.savefig(path, dpi=120, bbox_inches="tight")
+  plt.close(fig)
+  return path
+
+
 def plot_per_class(results: Mapping[str, Sequence[float]], train_counts: np.ndarray,
                    path: str, title: str = "") -> str:
-  """Saves a PNG of per-class accuracy against training count (log x), one line per run.
+  """Saves a PNG of per-class accuracy against training count (log x), one line per run
+  (runs with identical per-class accuracy share one, `merge_identical`).
 
   Args:
     results: run name -> per-class accuracy in percent.
@@ -99,13 +124,13 @@ def plot_per_class(results: Mapping[str, Sequence[float]], train_counts: np.ndar
   counts = np.asarray(train_counts)
   order = np.argsort(-counts, kind="stable")
   fig, ax = plt.subplots(figsize=(7, 4.2))
-  for name, accuracy in results.items():
+  for name, accuracy in merge_identical(results).items():
     # The teacher is the reference the students are read against: draw it apart, in
     # black (its post-hoc adjusted row dotted).
     style = {"lw": 1.2}
     if name.startswith("teacher"):
-      style = {"color": "black", "ls": ":" if "post-hoc" in name else "--", "lw": 2.0,
-               "zorder": 3}
+      style = {"color": "black", "ls": ":" if "post-hoc" in name.split(" = ")[0] else "--",
+               "lw": 2.0, "zorder": 3}
     ax.plot(counts[order], np.asarray(accuracy)[order], marker="o", ms=3, label=name,
             **style)
   ax.set_xscale("log")
@@ -113,10 +138,6 @@ def plot_per_class(results: Mapping[str, Sequence[float]], train_counts: np.ndar
   ax.set_ylabel("test accuracy of the class (%)")
   ax.set_ylim(-2, 102)
   ax.grid(alpha=0.3, which="both")
-  # Beside the axes, not over the curves; the saved figure grows to hold it.
-  ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
   if title:
     ax.set_title(title)
-  fig.savefig(path, dpi=120, bbox_inches="tight")
-  plt.close(fig)
-  return path
+  return save_with_legend_beside(fig, ax, path)

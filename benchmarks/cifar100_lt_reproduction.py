@@ -28,10 +28,13 @@ fixed tau = 1; nothing is chosen on the test set.
       --epochs 1 --pair resnet8:resnet8 --workdir /tmp/c100_smoke
 
 Expected runtime: not measured yet (no GPU session has run it). Estimated from the
-H200 step rates of benchmarks/RESULTS.md: about 5 minutes per teacher and 8-11 per
-cohort of eight students on one H100 or H200, so one teacher kind and one seed fit in
-one session's device time; run the same command again on the same machine and
-finished runs are reused, an interrupted one resumes.
+H200 step rates of benchmarks/RESULTS.md (a KD step 17.6k images/s at batch 64: 2 min
+per 200-epoch KD student alone): about 5-6 minutes per teacher and 7-10 per cohort of
+eight students on one H100 or H200, 12-16 minutes for one teacher kind and one seed:
+at or over one session's 15 minutes of device time, so plan two sessions per teacher
+kind. Run the same command again on the same warm machine and finished runs are
+reused, an interrupted one resumes; checkpoints stay on the machine, so a fresh one
+starts over.
 """
 
 from __future__ import annotations

@@ -18,11 +18,12 @@ configuration is identical (e.g. the kd student of two cells that differ only in
 methods.krd.beta) are trained once and reported in each cell. Running the same command
 again skips finished runs and resumes an interrupted one from its last checkpoint.
 
-The methods of one seed in a cell see the same batches and augmented views, so they
-train as one cohort (krd_jax.train.cohort) that runs the frozen teacher once per step
-instead of once per method: the same results to float32 rounding, in a fraction of the
-time where the teacher dominates the step (benchmarks/RESULTS.md). --noshare_teacher
-trains each run alone.
+The students of one seed see the same batches and augmented views, so those that share
+data and teacher (every method, and every cell of a grid over method knobs) train as one
+cohort (krd_jax.train.cohort) that runs the frozen teacher once per step instead of once
+per student: the same results to float32 rounding, in a fraction of the time where the
+teacher dominates the step (benchmarks/RESULTS.md). A cohort too large for the device's
+memory is split in two until it fits. --noshare_teacher trains each run alone.
 
 --parallel-seeds N trains up to N seeds of a cell x method as one vmapped program
 (krd_jax.train.seeds: each seed keeps its own initialisation, data order and
@@ -34,7 +35,7 @@ Layout of the workdir:
   teachers/<key>/                      one teacher per (data, teacher) configuration
   students/<method>_s<seed>_<key>/     one student run (config.json, final.json, ...)
   parallel/<method>_s<seeds>_<key>/    a group of seeds trained together (checkpoints)
-  cohorts/s<seed>_<key>/               one seed's methods trained together (checkpoints)
+  cohorts/s<seed>_<key>/               one seed's students trained together (checkpoints)
 and of the output folder (--out, default the workdir):
   results.csv              one row per cell x method x seed
   summary.md, summary.csv  mean ± std over seeds per cell x method

@@ -311,8 +311,9 @@ def test_per_class_plot_draws_identical_runs_as_one_line(tmp_path):
   from krd_jax.train import metrics as metrics_lib
   merged = metrics_lib.merge_identical({"a": [10.0, 20.0], "b": [30.0, 40.0],
                                         "a + post-hoc LA (tau 0)": [10.0, 20.0]})
-  assert list(merged) == ["b", "a = a + post-hoc LA (tau 0)"]
-  np.testing.assert_array_equal(merged["a = a + post-hoc LA (tau 0)"], [10.0, 20.0])
+  assert list(merged) == ["b", "a (= post-hoc LA (tau 0))"]
+  np.testing.assert_array_equal(merged["a (= post-hoc LA (tau 0))"], [10.0, 20.0])
   assert list(metrics_lib.merge_identical({"a": [1.0], "b": [1.0 + 1e-9]})) == ["a", "b"]
+  assert list(metrics_lib.merge_identical({"a": [1.0], "b": [1.0]})) == ["a = b"]
   path = metrics_lib.plot_per_class(merged, np.array([100, 10]), str(tmp_path / "p.png"))
   assert os.path.getsize(path) > 1000

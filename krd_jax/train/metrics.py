@@ -80,14 +80,17 @@ def format_table(rows: Mapping[str, Mapping[str, float]],
 
 
 def merge_identical(results: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
-  """Runs with the same per-class accuracy as one line named "A = B" (a post-hoc row at
-  tau 0 is its run: drawn twice, one line would hide the other), in first-seen order."""
+  """Runs with the same per-class accuracy as one line named "A = B", or "A (= rest)"
+  where B is A + rest (a post-hoc row at tau 0 is its run: drawn twice, one line would
+  hide the other), in first-seen order."""
   merged: dict[str, np.ndarray] = {}
   for name, accuracy in results.items():
     accuracy = np.asarray(accuracy, dtype=float)
     same = next((k for k, v in merged.items() if np.array_equal(v, accuracy)), None)
     if same is None:
       merged[name] = accuracy
+    elif name.startswith(same):
+      merged[f"{same} (= {name[len(same):].lstrip(' +')})"] = merged.pop(same)
     else:
       merged[f"{same} = {name}"] = merged.pop(same)
   return merged

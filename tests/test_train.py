@@ -305,7 +305,7 @@ def test_cpu_steps_compile_with_the_library_xla_options():
   assert "convolution(" in library
 
 
-def test_per_class_plot_draws_identical_runs_as_one_line(tmp_path):
+def test_per_class_plot_draws_identical_runs_as_one_line(tmp_path, monkeypatch):
   """A post-hoc row at tau 0 is its run: one line, named for both, not two lines of
   which one hides the other."""
   from krd_jax.train import metrics as metrics_lib
@@ -317,3 +317,19 @@ def test_per_class_plot_draws_identical_runs_as_one_line(tmp_path):
   assert list(metrics_lib.merge_identical({"a": [1.0], "b": [1.0]})) == ["a = b"]
   path = metrics_lib.plot_per_class(merged, np.array([100, 10]), str(tmp_path / "p.png"))
   assert os.path.getsize(path) > 1000
+  # A teacher merged with its tau-0 post-hoc row keeps the teacher's dashed line; a
+  # post-hoc row of its own is dotted.
+  styles = {}
+  save = metrics_lib.save_with_legend_beside
+
+  def record(fig, ax, path):
+    styles.update({line.get_label(): line.get_linestyle() for line in ax.get_lines()})
+    return save(fig, ax, path)
+
+  monkeypatch.setattr(metrics_lib, "save_with_legend_beside", record)
+  metrics_lib.plot_per_class(
+      {"teacher t": [1.0, 2.0], "teacher t + post-hoc LA (tau 0)": [1.0, 2.0],
+       "teacher u": [3.0, 4.0], "teacher u + post-hoc LA (tau 1)": [5.0, 6.0]},
+      np.array([100, 10]), str(tmp_path / "q.png"))
+  assert styles == {"teacher t (= post-hoc LA (tau 0))": "--", "teacher u": "--",
+                    "teacher u + post-hoc LA (tau 1)": ":"}

@@ -132,8 +132,9 @@ def plot_per_class(results: Mapping[str, Sequence[float]], train_counts: np.ndar
     # black (its post-hoc adjusted row dotted).
     style = {"lw": 1.2}
     if name.startswith("teacher"):
-      style = {"color": "black", "ls": ":" if "post-hoc" in name.split(" = ")[0] else "--",
-               "lw": 2.0, "zorder": 3}
+      first = name.split(" (= ")[0].split(" = ")[0]  # the first of merged runs
+      style = {"color": "black", "ls": ":" if "post-hoc" in first else "--", "lw": 2.0,
+               "zorder": 3}
     ax.plot(counts[order], np.asarray(accuracy)[order], marker="o", ms=3, label=name,
             **style)
   ax.set_xscale("log")

@@ -200,17 +200,19 @@ def test_cpu_recipe_is_the_small_pair_with_its_own_schedule(config, bkd_weights_
   assert cfg.methods.bkd.weights_from_epoch == bkd_weights_from
 
 
-@pytest.mark.parametrize("config, bkd_weights_from", [(cifar10_lt, 12), (cifar100_lt, 0)])
-def test_cpu16_recipe_trains_students_twice_as_long_from_the_same_teacher(
-    config, bkd_weights_from):
+@pytest.mark.parametrize("config, bkd_weights_from", [(cifar10_lt, 0.8), (cifar100_lt, 0)])
+@pytest.mark.parametrize("recipe, epochs, steps, warmup", [("cpu16", 16, (12, 14), 2),
+                                                          ("cpu32", 32, (25, 28), 3)])
+def test_longer_cpu_recipes_train_students_longer_from_the_same_teacher(
+    config, bkd_weights_from, recipe, epochs, steps, warmup):
   from krd_jax.ablate import planning
-  short, long = (config.get_config(f"{recipe},val,offline") for recipe in ("cpu", "cpu16"))
+  short, long = (config.get_config(f"{word},val,offline") for word in ("cpu", recipe))
   assert long.teacher.to_dict() == short.teacher.to_dict()
   assert planning.teacher_key(long, 0) == planning.teacher_key(short, 0)
-  assert (long.student.epochs, tuple(long.student.optim.step_epochs)) == (16, (12, 14))
-  # 20 of 200 epochs -> 2 of 16; BKD's switch at 80% of training on CIFAR-10.
-  assert long.methods.dkd.warmup_epochs == long.student.distill_warmup_epochs == 2
-  assert long.methods.bkd.weights_from_epoch == bkd_weights_from
+  assert (long.student.epochs, tuple(long.student.optim.step_epochs)) == (epochs, steps)
+  # 20 of 200 epochs -> 2 of 16, 3 of 32; BKD's switch at 80% of training on CIFAR-10.
+  assert long.methods.dkd.warmup_epochs == long.student.distill_warmup_epochs == warmup
+  assert long.methods.bkd.weights_from_epoch == int(bkd_weights_from * epochs)
 
 
 @pytest.mark.parametrize("config, arg", [(cifar100_lt, "cpu,wrn"), (cifar10_lt, "cpu,cpu30"),

@@ -10,7 +10,7 @@ Data: tfds cifar100 (downloaded by tfds on first use), or with `offline` the los
 PNG folder at ~/.cache/krd_jax/cifar100-png (extract the offline archive cifar100-png.tar.gz
 there). Arguments (comma-separated): `wrn` picks the WRN pair; `cpu` the CPU-sized
 recipe (ResNet-14 -> ResNet-8, 16 teacher and 8 student epochs: common.cpu_config),
-`cpu16` the same with 16 student epochs from the same teacher; `val` carves a balanced
+`cpu16` / `cpu32` the same with 16 / 32 student epochs from the same teacher; `val` carves a balanced
 validation split (50 per class; head 450, 9,754 training images: common.with_validation);
 `local` runs 2 epochs per model; `la_teacher`, `bs_teacher` or `ldam_drw_teacher` trains
 a balanced teacher. KD, DKD (beta per pair) and BKD run at

@@ -9,7 +9,7 @@ Arguments (comma-separated): `offline` reads the CIFAR-10 image folder at
 ~/.cache/krd_jax/cifar10-jpg (extract the offline archive cifar10-jpg.tar.gz there) instead
 of downloading tfds cifar10; `local` runs 2 epochs per model; `cpu` is the CPU-sized
 recipe shared with CIFAR-100-LT (ResNet-14 -> ResNet-8, 16 teacher and 8 student epochs:
-common.cpu_config); `cpu16` the same with 16 student epochs, from the same teacher;
+common.cpu_config); `cpu16` / `cpu32` the same with 16 / 32 student epochs, from the same teacher;
 `cpu30` the ResNet-32 -> ResNet-8 pair over 30 epochs (the earlier
 CPU recipe, about 2 h per seed of every row on 2 cores); `val` carves a balanced
 validation split (100 per class; head 4,900, 12,156 training images:

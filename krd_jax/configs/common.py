@@ -22,10 +22,11 @@ TEACHER_RECIPES = ("la_teacher", "bs_teacher", "ldam_drw_teacher")
 # available. Not a published pair.
 CPU_PAIR = ("resnet14", "resnet8")
 CPU_EPOCHS = {"teacher": 16, "student": 8}
-# The config arguments that choose a CPU recipe, by student epochs: `cpu16` trains the
-# students twice as long from the same teacher (its run folder is shared with `cpu`'s),
-# for a longer table where the 8-epoch one ties.
-CPU_RECIPES = {"cpu": CPU_EPOCHS["student"], "cpu16": 2 * CPU_EPOCHS["student"]}
+# The config arguments that choose a CPU recipe, by student epochs: `cpu16` and `cpu32`
+# train the students two and four times as long from the same teacher (its run folder is
+# shared with `cpu`'s), for the schedule question: does a ranking at 8 epochs hold longer?
+CPU_RECIPES = {"cpu": CPU_EPOCHS["student"], "cpu16": 2 * CPU_EPOCHS["student"],
+               "cpu32": 4 * CPU_EPOCHS["student"]}
 
 
 def parse_args(arg: str, allowed: tuple[str, ...]) -> set[str]:
@@ -80,7 +81,7 @@ def cifar_config(dataset: str, teacher: str, student: str, epochs: int = 200,
 
 
 def cpu_config(dataset: str, recipe: str = "cpu"):
-  """A CPU recipe (`cpu` or `cpu16`: CPU_RECIPES) on `dataset`: CPU_PAIR for CPU_EPOCHS
+  """A CPU recipe (`cpu`, `cpu16` or `cpu32`: CPU_RECIPES) on `dataset`: CPU_PAIR for CPU_EPOCHS
   (the student's as the recipe says), one warm-up epoch (5 of 200, rounded up at this
   length), the baselines at their authors' settings; lr steps and warm-ups scale with
   the schedule."""

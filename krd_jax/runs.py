@@ -72,9 +72,10 @@ def evaluate(cfg: ml_collections.ConfigDict) -> dict:
   return {"rows": rows, "student": result}
 
 
-def _finished(cfg: ml_collections.ConfigDict) -> dict | None:
-  """The final.json of `cfg`'s student run where its folder holds that run, finished."""
-  return run_dir_lib.finished(student_dir(cfg), run_dir_lib.role_json(cfg, "student"))
+def _finished(cfg: ml_collections.ConfigDict, teacher) -> dict | None:
+  """The final.json of `cfg`'s student run where its folder holds that run (from
+  `teacher`), finished."""
+  return run_dir_lib.finished(student_dir(cfg), run_dir_lib.student_json(cfg, teacher))
 
 
 def _train_demo_students(exp: Experiment, cfgs: list) -> dict[str, dict]:
@@ -82,7 +83,8 @@ def _train_demo_students(exp: Experiment, cfgs: list) -> dict[str, dict]:
   configuration are read back, the others train as one cohort (one teacher pass per
   step for all of them, krd_jax.train.cohort); a folder holding another run is refused
   as a solo run would."""
-  finals = {c.student.method: _finished(c) for c in cfgs}
+  t = exp.teacher() if any(validate.needs_teacher(c, c.student.method) for c in cfgs) else None
+  finals = {c.student.method: _finished(c, t) for c in cfgs}
   pending = [c for c in cfgs if finals[c.student.method] is None]
   if len(pending) > 1:
     names = [c.student.method for c in pending]
@@ -96,7 +98,7 @@ def _train_demo_students(exp: Experiment, cfgs: list) -> dict[str, dict]:
     exp.train_student(c, student_dir(c))
   for c in cfgs:  # the ones trained now: read once, after training
     if finals[c.student.method] is None:
-      finals[c.student.method] = _finished(c)
+      finals[c.student.method] = _finished(c, t)
   return finals
 
 

@@ -260,6 +260,8 @@ def check_teacher(cfg: ml_collections.ConfigDict, command: str) -> None:
             f"a teacher run folder holding teacher.json ({method} needs a teacher and "
             "this folder holds no complete one), or '' to train one in <workdir>/teacher")
     return
+  if not given:  # our own folder: only the configuration that trained it reuses it
+    teacher_lib.check_own_teacher(cfg, run_dir)
   mismatch = teacher_lib.meta_mismatch(meta, teacher_lib.expected_meta(
       cfg.teacher, known_num_classes(cfg)))
   if mismatch is None:

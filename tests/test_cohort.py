@@ -180,4 +180,4 @@ def test_demo_reads_back_only_runs_of_its_own_configuration(tmp_path, capsys):
   capsys.readouterr()
   assert cli_lib.cli(args + ["--config.methods.kd.temperature=2.0"]) == \
       cli_lib.EXIT_BAD_INPUT
-  assert "holds a run with another configuration" in capsys.readouterr().err
+  assert "holds a run of another configuration" in capsys.readouterr().err

@@ -163,7 +163,8 @@ def test_a_run_from_before_a_new_parameter_is_the_same_run(tmp_path):
   assert json.loads((tmp_path / "run" / "config.json").read_text()) == old  # untouched
   changed = json.loads(json.dumps(current))
   changed["method_kwargs"]["weights_from_epoch"] = 5
-  with pytest.raises(validate.InputError, match=r"differs in \['method_kwargs'\]"):
+  with pytest.raises(validate.InputError, match=r"of another configuration \(method_kwargs\.weights_from_epoch: "
+                     r"\(not recorded\) there, 5 here\)"):
     run_dir_lib.check_run_dir(str(tmp_path / "run"), changed)
   other = json.loads(json.dumps(current))
   other["method_kwargs"]["temperature"] = 3.0

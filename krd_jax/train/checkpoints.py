@@ -12,6 +12,11 @@ the saved arrays in the checkpoint's own metadata (committed in the same rename)
 and a restore recomputes it. A checkpoint that fails to read or to match is moved
 to `<run>/checkpoints.unreadable/` with a warning naming it, and the previous one is
 used.
+
+Structure. A checkpoint whose tree differs from the state the run builds (a method
+that gained parameters or state since, another model) is not corrupt: it belongs to
+another run. It is refused (`CheckpointTreeMismatch`, one line naming the first paths
+that differ); nothing is moved and nothing restarts.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from krd_jax import checks
 from krd_jax import distributed
 from krd_jax.train import hooks
 from krd_jax.train.state import TrainState
@@ -56,6 +62,46 @@ class CheckpointWriteError(RuntimeError):
 
 class CorruptCheckpointError(ValueError):
   """A saved checkpoint does not match the checksum stored with it."""
+
+
+class CheckpointTreeMismatch(checks.InputError):
+  """A saved checkpoint holds another tree than the run builds (another run's state)."""
+
+
+def _path_name(path) -> str:
+  """'params/method/kernel' for a key path of dicts, lists and (named) tuples alike: the
+  saved metadata holds namedtuples as lists or dicts, the live state as attributes."""
+  parts = []
+  for key in path:
+    for attr in ("key", "name", "idx"):
+      if hasattr(key, attr):
+        parts.append(str(getattr(key, attr)))
+        break
+    else:
+      parts.append(str(key))
+  return "/".join(parts)
+
+
+def _leaf_specs(tree: Any) -> dict[str, tuple]:
+  """path -> (shape, dtype) of every array leaf of a state or of a checkpoint's metadata."""
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {_path_name(path): (tuple(leaf.shape), np.dtype(leaf.dtype).name)
+          for path, leaf in leaves if hasattr(leaf, "shape")}
+
+
+def tree_difference(saved: Any, target: Any, limit: int = 3) -> str | None:
+  """How a checkpoint's array tree (`saved`: Orbax metadata or arrays) differs from the
+  state a run builds (`target`), in words naming the first `limit` paths; None if the
+  two hold the same paths with the same shapes and dtypes."""
+  old, new = _leaf_specs(saved), _leaf_specs(target)
+  problems = [f"{p} only in the checkpoint" for p in sorted(set(old) - set(new))]
+  problems += [f"{p} only in this run" for p in sorted(set(new) - set(old))]
+  problems += [f"{p} is {old[p][0]} {old[p][1]} there, {new[p][0]} {new[p][1]} here"
+               for p in sorted(set(old) & set(new)) if old[p] != new[p]]
+  if not problems:
+    return None
+  more = f" (and {len(problems) - limit} more)" if len(problems) > limit else ""
+  return "; ".join(problems[:limit]) + more
 
 
 def is_disk_full(error: BaseException) -> bool:
@@ -141,7 +187,12 @@ class RunCheckpoints:
         # them so repeated kills cannot fill the disk.
         cleanup_tmp_directories=True)
     self.directory = os.path.abspath(directory)
-    self.manager = ocp.CheckpointManager(self.directory, options=options)
+    # Handlers named up front: a manager opened on an existing run reads the saved
+    # tree's metadata (check_tree) without saving first.
+    self.manager = ocp.CheckpointManager(
+        self.directory, options=options,
+        item_handlers={"state": ocp.StandardCheckpointHandler(),
+                       "meta": ocp.JsonCheckpointHandler()})
 
   def step_path(self, step: int | None) -> str | None:
     return None if step is None else os.path.join(self.directory, str(step))
@@ -198,9 +249,14 @@ class RunCheckpoints:
 
     Returns:
       (state, meta) or None when there is no usable checkpoint.
+
+    Raises:
+      CheckpointTreeMismatch: the newest checkpoint whose structure reads holds
+        another tree than `state` (nothing is moved).
     """
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state.trainable())
     for step in sorted(self.manager.all_steps(), reverse=True):
+      self.check_tree(step, target)
       restored, problem = self._restore_checked(step, target)
       if problem is None:
         meta = {k: v for k, v in dict(restored["meta"]).items() if k != CHECKSUM_KEY}
@@ -209,6 +265,24 @@ class RunCheckpoints:
       log.warning("skipping unreadable checkpoint %s (%s); moved to %s, resuming from "
                   "the previous one", self.step_path(step), problem, moved)
     return None
+
+  def check_tree(self, step: int, target: Any) -> None:
+    """Refuses checkpoint `step` if its saved tree is not `target`'s (a checkpoint whose
+    metadata does not read is left to the restore, which quarantines it)."""
+    try:
+      with _quiet_orbax():
+        saved = self.manager.item_metadata(step)["state"]
+      saved = getattr(saved, "tree", saved)
+    except Exception:  # pylint: disable=broad-except
+      return
+    if saved is None:
+      return
+    difference = tree_difference(saved, target)
+    if difference is not None:
+      raise CheckpointTreeMismatch(
+          f"checkpoint {self.step_path(step)} holds another run's state ({difference}); "
+          "allowed: the configuration that wrote it, or another workdir (or delete "
+          f"{os.path.dirname(self.directory)} to start over)")
 
   def _restore_checked(self, step: int, target: Any) -> tuple[dict | None, str | None]:
     """(restored, None), or (None, what is wrong with checkpoint `step`)."""
@@ -253,11 +327,13 @@ class RunCheckpoints:
     self.manager.close()
 
 
-def save_teacher(run_dir: str, variables: Any, meta: dict) -> None:
-  """Saves the teacher's final inference variables once, then its metadata.
+def save_teacher(run_dir: str, variables: Any, meta: dict) -> dict:
+  """Saves the teacher's final inference variables once, then its metadata; returns
+  the metadata as written.
 
   The metadata file is written last (atomically), so its presence marks a complete
-  teacher; it holds the variables' checksum, which `load_teacher` verifies.
+  teacher; it holds the variables' checksum, which `load_teacher` verifies and student
+  runs record.
   """
   path = os.path.join(os.path.abspath(run_dir), TEACHER_FINAL)
   checkpointer = ocp.StandardCheckpointer()
@@ -271,6 +347,7 @@ def save_teacher(run_dir: str, variables: Any, meta: dict) -> None:
       with open(tmp, "w") as f:
         json.dump(meta, f, indent=1)
       os.replace(tmp, os.path.join(run_dir, TEACHER_META))
+  return meta
 
 
 def read_teacher_meta(run_dir: str) -> dict | None:

@@ -218,9 +218,11 @@ def train_cohort(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh: Mesh,
 
   # Only now is anything written: every check above runs first.
   for cfg, run_dir in zip(cfgs, run_dirs):
-    run_dir_lib.check_run_dir(run_dir, run_dir_lib.role_json(cfg, "student"))
+    run_dir_lib.check_run_dir(run_dir, run_dir_lib.student_json(cfg, teacher))
   run_dir_lib.check_run_dir(cohort_dir, {**run_dir_lib.role_json(cfgs[0], "student"),
                                          "student": None, "method_kwargs": None,
+                                         "teacher_sha256": run_dir_lib.teacher_sha256(
+                                             teacher if any(readers) else None),
                                          "cohort": {n: _method_kwargs(c)
                                                     for n, c in zip(names, cfgs)}})
   scfg = cfgs[0].student

@@ -216,8 +216,8 @@ def train_students_parallel(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh:
   # Only now is anything written: every check above runs first. A seed folder that
   # holds a run of another configuration is refused before any training.
   for cfg, run_dir in zip(cfgs, run_dirs):
-    run_dir_lib.check_run_dir(run_dir, run_dir_lib.role_json(cfg, "student"))
-  group_json = {**run_dir_lib.role_json(cfgs[0], "student"), "seed": None, "seeds": seeds}
+    run_dir_lib.check_run_dir(run_dir, run_dir_lib.student_json(cfg, teacher))
+  group_json = {**run_dir_lib.student_json(cfgs[0], teacher), "seed": None, "seeds": seeds}
   run_dir_lib.check_run_dir(group_dir, group_json)
   scfg = cfgs[0].student
   state = loop.fit(run_dir=group_dir, cadence=loop.Cadence.of(cfgs[0]),

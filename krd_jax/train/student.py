@@ -180,7 +180,7 @@ def train_student(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
     return evaluation.evaluate(eval_step, s.model_variables(), ds, split, mesh)
 
   # Only now is anything written: every check above runs first.
-  run_dir_lib.check_run_dir(run_dir, run_dir_lib.role_json(cfg, "student"))
+  run_dir_lib.check_run_dir(run_dir, run_dir_lib.student_json(cfg, teacher))
   if evaluate_only:
     result = _evaluate_checkpoint(cfg.keep_checkpoints, state, run_dir, eval_fn, ds)
     result["post_hoc"] = evaluation.post_hoc_adjusted(

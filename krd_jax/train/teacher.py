@@ -86,7 +86,7 @@ def train_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh, run_dir: str) 
           "num_classes": ds.num_classes, "dataset": ds.name,
           "train_counts": np.asarray(ds.train_counts).tolist(), "loss": tcfg.loss,
           "test": test, "val": val}
-  ckpt_lib.save_teacher(run_dir, jax.device_get(state.model_variables()), meta)
+  meta = ckpt_lib.save_teacher(run_dir, jax.device_get(state.model_variables()), meta)
   return Teacher(model, state.model_variables(), meta, test)
 
 
@@ -138,10 +138,15 @@ def ensure_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
                    run_dir: str | None = None) -> tuple[Teacher, bool]:
   """The configured teacher and whether it was trained now: `teacher.checkpoint` if set,
   else run_dir (default workdir/teacher), trained there first if no complete teacher is
-  saved yet, or rebuilt from the run's checkpoints if the saved one is corrupt."""
+  saved yet, or rebuilt from the run's checkpoints if the saved one is corrupt.
+
+  A teacher of our own folder is reused only by the configuration that trained it
+  (`check_own_teacher`); `teacher.checkpoint` reuses any teacher of the configured model,
+  classes and training set, on purpose."""
   run_dir = cfg.teacher.checkpoint or run_dir or os.path.join(cfg.workdir, "teacher")
   if cfg.teacher.checkpoint:
     return load_teacher(cfg.teacher, cfg.compute_dtype, ds, mesh, run_dir), False
+  check_own_teacher(cfg, run_dir)
   if ckpt_lib.read_teacher_meta(run_dir) is not None:
     try:
       return load_teacher(cfg.teacher, cfg.compute_dtype, ds, mesh, run_dir), False
@@ -149,6 +154,12 @@ def ensure_teacher(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
       # Our own teacher: its run's checkpoints can rebuild the final variables.
       log.warning("%s; rebuilding it from the teacher run's checkpoints", error)
   return train_teacher(cfg, ds, mesh, run_dir), True
+
+
+def check_own_teacher(cfg: ml_collections.ConfigDict, run_dir: str) -> None:
+  """InputError (one line naming what differs) where run_dir holds a teacher run of
+  another configuration: its loss, epochs, optimiser, seed or data. Writes nothing."""
+  run_dir_lib.check_same_run(run_dir, run_dir_lib.role_json(cfg, "teacher"))
 
 
 def class_means(teacher: Teacher, ds, mesh: Mesh, preprocess: Callable,

@@ -152,7 +152,7 @@ def parts(cfgs, ds, teacher, blocks: int, steps: int) -> dict:
   kd_step = steps_lib.jit_train_step(kd.step, mesh, donate=False)
   ce_state = sharding.replicate(ce.state, mesh)
   kd_state = sharding.replicate(kd.state.replace(teacher=tv), mesh)
-  fns = {"teacher_forward": lambda: forward(tv, batch["image"])[0],
+  fns = {"teacher_forward": lambda: forward(tv, batch["image"]).logits,
          "student_step_without_teacher": lambda: ce_step(ce_state, batch, ce.rng)[1]["loss"],
          "kd_step": lambda: kd_step(kd_state, batch, kd.rng)[1]["loss"]}
   for fn in fns.values():  # compile and warm up

@@ -63,9 +63,8 @@ def jax_step(teacher_name: str, student_name: str, batch: int, dtype, method: st
     kwargs = {"anchors": priors.aligned_etf(means), "center": priors.balanced_center(means)}
   objective = methods.objective(method, counts, **kwargs)
   if objective.init_params is not None:  # what the method trains of its own (a projector)
-    params["method"] = objective.init_params(jax.random.PRNGKey(2),
-                                             models.feature_dim(student_name),
-                                             models.feature_dim(teacher_name))
+    example = steps_lib.example_outputs(student, s_vars, teacher, t_vars, x.shape[1:])
+    params["method"] = objective.init_params(jax.random.PRNGKey(2), example)
   tx = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(0.05, momentum=0.9))
   state = create_state(params, s_vars["batch_stats"], tx,
                        teacher={"params": t_vars["params"], "batch_stats": t_vars["batch_stats"]})

@@ -111,6 +111,7 @@ def check_config(cfg: ml_collections.ConfigDict, command: str) -> None:
     _check_role(cfg, role, devices)
   for method in methods_used(cfg, command):
     _check_validation_split(cfg, method)
+    check_method_inputs(cfg, method)
   # Every method's values, used by this command or not: a bad value anywhere in a
   # config is a mistake worth hearing about before a long run.
   for method in cfg.methods:
@@ -207,6 +208,26 @@ def _check_validation_split(cfg: ml_collections.ConfigDict, method: str) -> None
   if why and not has_val_split(cfg):
     raise InputError(f"{why}, and config.data.val_per_class is 0 (no validation split): "
                      "set it > 0 (the CIFAR recipes' `val` argument does)")
+
+
+def check_method_inputs(cfg: ml_collections.ConfigDict, method: str) -> None:
+  """A method that reads stage maps needs models that offer them (not the MLP); one that
+  reads sample indices needs a source with stable ones (in memory, not streamed)."""
+  reads = methods_lib.get(method).reads(cfg.methods[method].to_dict())
+  for role in ("student", "teacher"):
+    offered = models.stage_names(cfg[role].model)
+    missing = [name for name in reads[role] if name not in offered]
+    if missing:
+      raise InputError(
+          f"student.method={method!r} reads the {role}'s stage maps {missing}, and "
+          f"config.{role}.model={cfg[role].model!r} offers "
+          f"{list(offered) if offered else 'none'}; allowed: a {role} model with stage "
+          "maps (the CIFAR ResNets), or another method")
+  if reads["indices"] and cfg.data.streaming:
+    raise InputError(
+        f"student.method={method!r} reads each example's index (its memory bank is keyed "
+        "by it), and config.data.streaming=True gives no stable indices; allowed: "
+        "streaming=False, or another method")
 
 
 def has_val_split(cfg: ml_collections.ConfigDict) -> bool:

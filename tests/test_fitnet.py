@@ -52,7 +52,10 @@ def test_fitnet_objective_and_regressor_gradient_golden():
   counts = np.array([40, 20, 8, 2])
   objective = methods.objective("fitnet", counts, hint_weight=100.0, ce_weight=1.0)
   assert objective.needs_teacher
-  made = objective.init_params(jax.random.PRNGKey(0), D_S, D_T)
+  shapes = methods.StudentOutputs(student_logits=jax.ShapeDtypeStruct((1, 4), jnp.float32),
+                                  student_features=jax.ShapeDtypeStruct((1, D_S), jnp.float32),
+                                  teacher_features=jax.ShapeDtypeStruct((1, D_T), jnp.float32))
+  made = objective.init_params(jax.random.PRNGKey(0), shapes)
   assert jax.tree.map(np.shape, made) == {"kernel": (D_S, D_T), "bias": (D_T,)}
 
   x = _f32(a)

@@ -812,7 +812,9 @@ def test_student_objectives(name):
   assert objective.needs_teacher == bool(ref_terms)
   # Only KRDistill with RRD trains something of its own: a projector to the anchors.
   if "rrd" in ref_terms:
-    made = objective.init_params(jax.random.PRNGKey(0), arrays["f"].shape[1], None)
+    shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
+                          _outputs(arrays).replace(teacher_features=None))
+    made = objective.init_params(jax.random.PRNGKey(0), shapes)
     assert jax.tree.map(np.shape, made) == {"kernel": arrays["kernel"].shape,
                                             "bias": arrays["bias"].shape}
   else:

@@ -76,6 +76,7 @@ def _preflight(cfg: ml_collections.ConfigDict) -> None:
   """The run's method checks its hyper-parameters now, so a bad value (say
   methods.krd.lam=2) fails before hours of earlier cells, not after."""
   methods_lib.get(cfg.student.method).check(cfg.methods[cfg.student.method].to_dict())
+  validate.check_method_inputs(cfg, cfg.student.method)
 
 
 def _check_axes_reach_methods(grid: Grid, methods: Sequence[str]) -> None:

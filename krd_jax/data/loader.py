@@ -51,7 +51,9 @@ def host_epoch_batches(images: np.ndarray, labels: np.ndarray, global_batch: int
                        seed: int, epoch: int, start_step: int = 0,
                        drop_last: bool = True,
                        rows: slice | None = None) -> Iterator[Batch]:
-  """Numpy batches {"image", "label"} of one epoch in `epoch_permutation` order.
+  """Numpy batches {"image", "label", "index"} of one epoch in `epoch_permutation` order
+  ("index": each example's row in the training arrays, the stable sample index CRD's
+  memory bank is keyed by).
 
   Args:
     images, labels: the whole training set.
@@ -78,7 +80,8 @@ def host_epoch_batches(images: np.ndarray, labels: np.ndarray, global_batch: int
     # to the loss, and it stays a function of (seed, epoch, step).
     if rows is not None:
       idx = idx[rows]
-    yield {"image": images[idx], "label": np.asarray(labels[idx], np.int32)}
+    yield {"image": images[idx], "label": np.asarray(labels[idx], np.int32),
+           "index": idx.astype(np.int32)}
 
 
 def host_eval_batches(images: np.ndarray, labels: np.ndarray, batch: int,

@@ -10,10 +10,17 @@ train step, seed groups, the CLI and the ablation runner all read it from here.
 
 An objective is `fn(outputs: StudentOutputs, distill_scale) -> (loss, metrics)`;
 `distill_scale` in [0, 1] multiplies every distillation term (the linear warm-up,
-`losses.warmup_scale`, computed in the step). A method may own trainable parameters
-besides the student's (KRDistill's projector, FitNet's regressor): its objective's
-`init_params` makes them from the feature widths, the train step keeps them beside
-the student's and hands them back to `fn` as `StudentOutputs.params`.
+`losses.warmup_scale`, computed in the step). The objective declares what it reads
+beyond logits, pooled features and labels: named stage maps of student and teacher
+(`student_stages`, `teacher_stages`), the batch's sample indices (`reads_indices`), a
+key (`reads_rng`). A method may own trainable parameters besides the student's
+(KRDistill's projector, FitNet's regressor, ReviewKD's fusion modules): `init_params`
+makes them from the shapes of one batch's outputs (`StudentOutputs` of
+`jax.ShapeDtypeStruct`s, one `eval_shape` pass), the train step keeps them beside the
+student's and hands them back to `fn` as `StudentOutputs.params`. A method may keep
+state it does not train (CRD's memory banks): `init_state` makes it from the same
+shapes, `next_state(outputs)` gives its value after the step (`StudentOutputs.state`
+holds the current one); the step checkpoints it and never hands it to the optimiser.
 """
 
 from __future__ import annotations
@@ -52,6 +59,12 @@ class StudentOutputs:
       order with defaults).
     step: the optimiser step (int32 scalar) of this batch, for objectives whose
       terms switch on at an epoch (BKD's class weights); None outside training.
+    student_stages, teacher_stages: {name: [B, H, W, C]} stage maps the objective
+      declared (`StudentObjective.student_stages` / `teacher_stages`), else None.
+    indices: int32 [B], each example's index in the training set (where the objective
+      reads them and the source has stable indices), else None.
+    rng: a key of this step for what the objective draws (`reads_rng`), else None.
+    state: the method's untrained state before this step (`init_state`), else None.
   """
   student_logits: Array
   student_features: Array | None = None
@@ -60,6 +73,11 @@ class StudentOutputs:
   teacher_features: Array | None = None
   labels: Array | None = None
   step: Array | None = None
+  student_stages: dict[str, Array] | None = None
+  teacher_stages: dict[str, Array] | None = None
+  indices: Array | None = None
+  rng: Array | None = None
+  state: Any = None
 
 
 class StudentObjective(NamedTuple):
@@ -71,13 +89,27 @@ class StudentObjective(NamedTuple):
       distillation term (already weighted and scaled, so loss = ce + their sum).
     needs_teacher: whether fn reads teacher_logits / teacher_features.
     init_params: None when the method trains nothing of its own, else
-      (rng, student_dim, teacher_dim) -> the pytree of its trainable parameters,
-      given the widths of the student's and the teacher's features (teacher_dim
-      None without a teacher); fn reads them as `outputs.params`.
+      (rng, example: StudentOutputs of jax.ShapeDtypeStruct) -> the pytree of its
+      trainable parameters, made from the shapes of one batch's outputs (teacher
+      fields None without a teacher); fn reads them as `outputs.params`.
+    init_state: None when the method keeps nothing between steps, else
+      (rng, example) -> its initial untrained state (`outputs.state`).
+    next_state: with init_state: outputs -> the state after this step (computed from
+      the outputs before the update; never differentiated).
+    student_stages, teacher_stages: the stage maps fn reads (`krd_jax.models.
+      stage_names`), collected only where asked.
+    reads_indices: fn reads `outputs.indices` (a source with stable sample indices).
+    reads_rng: fn reads `outputs.rng`.
   """
   fn: Callable[[StudentOutputs, Array], tuple[Array, Metrics]]
   needs_teacher: bool
-  init_params: Callable[[jax.Array, int, int | None], Any] | None = None
+  init_params: Callable[[jax.Array, StudentOutputs], Any] | None = None
+  init_state: Callable[[jax.Array, StudentOutputs], Any] | None = None
+  next_state: Callable[[StudentOutputs], Any] | None = None
+  student_stages: tuple[str, ...] = ()
+  teacher_stages: tuple[str, ...] = ()
+  reads_indices: bool = False
+  reads_rng: bool = False
 
 
 ActsRule = checks.ActsRule
@@ -98,6 +130,8 @@ class RunContext:
       the balanced validation split (computed on first call); None where the run
       has no validation split (or no teacher).
     train_counts: [C] training images per class.
+    train_labels: [N] the training labels in sample-index order (in-memory sources;
+      None where streamed).
   """
   num_classes: int
   seed: int
@@ -105,6 +139,7 @@ class RunContext:
   steps_per_epoch: int = 1
   val_logits: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
   train_counts: np.ndarray | None = None
+  train_labels: np.ndarray | None = None
 
 
 def _always(value):
@@ -130,6 +165,11 @@ class Method:
     build_ignores: params read only by `constants`, not passed to `build`.
     validation: hparams -> None, or why these hyper-parameters need a balanced
       validation split (checked with the config, before anything runs).
+    stage_maps: hparams -> (student stage names, teacher stage names) the objective
+      reads (`krd_jax.models.stage_names`); a model that offers none is refused with
+      the config, before anything runs.
+    sample_indices: hparams -> whether the objective reads the batch's sample indices
+      (a streamed source, which has none, is refused with the config).
   """
   name: str
   title: str
@@ -140,6 +180,17 @@ class Method:
   seed_dependence: Callable[[Mapping[str, Any]], str | None] = _always(None)
   build_ignores: tuple[str, ...] = ()
   validation: Callable[[Mapping[str, Any]], str | None] = _always(None)
+  stage_maps: Callable[[Mapping[str, Any]], tuple[tuple[str, ...], tuple[str, ...]]] = (
+      _always(((), ())))
+  sample_indices: Callable[[Mapping[str, Any]], bool] = _always(False)
+
+  def reads(self, hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run of `hparams` reads beyond logits and pooled features: {"student":
+    stage names, "teacher": stage names, "indices": bool}."""
+    full = {**self.defaults(), **hparams}
+    student, teacher = self.stage_maps(full)
+    return {"student": tuple(student), "teacher": tuple(teacher) if self.needs_teacher(full)
+            else (), "indices": bool(self.sample_indices(full))}
 
   def needs_validation(self, hparams: Mapping[str, Any]) -> str | None:
     return self.validation({**self.defaults(), **hparams})
@@ -253,11 +304,13 @@ def linear_map(width: int | None = None):
   Returns:
     (init_params for `StudentObjective`, apply(params, features) -> [B, width]).
   """
-  def init_params(rng: jax.Array, student_dim: int, teacher_dim: int | None) -> Any:
-    out = width if width is not None else teacher_dim
+  def init_params(rng: jax.Array, example: StudentOutputs) -> Any:
+    teacher = example.teacher_features
+    out = width if width is not None else (None if teacher is None else teacher.shape[-1])
     if out is None:
       raise ValueError("linear_map(width=None) maps to the teacher's features: it needs "
                        "a teacher")
+    student_dim = need(example, "student_features").shape[-1]
     return nn.Dense(out).init(rng, jnp.zeros((1, student_dim), jnp.float32))["params"]
 
   def apply(params: Any, features: Array) -> Array:
@@ -294,7 +347,8 @@ def weight(default: float = 1.0, doc: str = "", acts: ActsRule | None = None) ->
   return Param(default, doc, low=0.0, acts=acts)
 
 
-def warmup(acts: ActsRule | None = None) -> Param:
-  """A distillation method's own warm-up; -1 (the default) defers to the student's."""
-  return Param(-1, "epochs the distillation terms ramp over; -1: "
+def warmup(acts: ActsRule | None = None, default: int = -1) -> Param:
+  """A distillation method's own warm-up; -1 (the default) defers to the student's; 0
+  where its authors ramp nothing (mdistiller's AT, PKT, RKD, FitNet)."""
+  return Param(default, "epochs the distillation terms ramp over; -1: "
                "student.distill_warmup_epochs", low=-1, acts=acts)

@@ -9,6 +9,7 @@ from krd_jax.models.cifar_resnet import CifarResNet
 from krd_jax.models.imagenet_resnet import ImageNetResNet
 from krd_jax.models.mobilenetv2 import MobileNetV2
 from krd_jax.models.registry import create_model, feature_dim, input_shape, model_names
+from krd_jax.models.registry import stage_names
 from krd_jax.models.shufflenetv2 import ShuffleNetV2
 from krd_jax.models.small import MLP, SmallCNN
 from krd_jax.models.wrn import WideResNet
@@ -25,4 +26,5 @@ __all__ = [
     "feature_dim",
     "input_shape",
     "model_names",
+    "stage_names",
 ]

@@ -47,7 +47,8 @@ class BasicBlock(nn.Module):
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, return_preact: bool = False):
+    """The block's output; with `return_preact`, (output, its pre-ReLU sum)."""
     y = layers.conv(self.features, 3, self.strides, dtype=self.dtype, name="conv1")(x)
     y = nn.relu(self.norm(name="bn1")(y))
     y = layers.conv(self.features, 3, dtype=self.dtype, name="conv2")(y)
@@ -57,7 +58,8 @@ class BasicBlock(nn.Module):
       shortcut = layers.conv(
           self.features, 1, self.strides, dtype=self.dtype, name="downsample_conv")(x)
       shortcut = self.norm(name="downsample_bn")(shortcut)
-    return nn.relu(y + shortcut)
+    out = nn.relu(y + shortcut)
+    return (out, y + shortcut) if return_preact else out
 
 
 class CifarResNet(nn.Module):
@@ -79,7 +81,9 @@ class CifarResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
-    """Returns (logits [B, num_classes], features [B, filters[3]]), both float32."""
+    """Returns (logits [B, num_classes], features [B, filters[3]]), both float32; sows
+    each stage's output "stage1" ... "stage3" (and its pre-ReLU sum, "stageK_preact",
+    which ReviewKD reads of the teacher, as mdistiller's `preact_feats`)."""
     if (self.depth - 2) % 6:
       raise ValueError(f"depth must be 6n + 2, got {self.depth}")
     blocks_per_stage = (self.depth - 2) // 6
@@ -89,9 +93,13 @@ class CifarResNet(nn.Module):
     x = nn.relu(norm(name="bn1")(x))
     for stage, (width, stride) in enumerate(zip(self.filters[1:], (1, 2, 2))):
       for i in range(blocks_per_stage):
-        x = BasicBlock(
-            width, stride if i == 0 else 1, norm, self.dtype,
-            name=f"layer{stage + 1}_{i}")(x)
+        block = BasicBlock(width, stride if i == 0 else 1, norm, self.dtype,
+                           name=f"layer{stage + 1}_{i}")
+        if i < blocks_per_stage - 1:
+          x = block(x)
+        else:
+          x, preact = block(x, return_preact=True)
+          layers.sow_stage(self, f"stage{stage + 1}", x, preact)
     features = layers.global_avg_pool(x)
     logits = layers.classifier(self.num_classes, features.shape[-1],
                                cosine=self.cosine_classifier)(features)

@@ -205,3 +205,17 @@ class ConvBN(nn.Module):
              dtype=self.dtype, kernel_init=self.kernel_init, name="conv")(x)
     x = self.norm(name="bn")(x)
     return nn.relu(x) if self.relu else x
+
+
+# The collection stage maps are sown into (read by krd_jax.train.steps where a method asks).
+STAGES = "intermediates"
+
+
+def sow_stage(module: nn.Module, name: str, output: jax.Array,
+              preact: jax.Array | None = None) -> None:
+  """Offers a stage's output map as `name` (and its pre-activation as `name + "_preact"`)
+  in the "intermediates" collection, in float32: free unless the caller makes that
+  collection mutable (`model.apply(..., mutable=["intermediates"])`)."""
+  module.sow(STAGES, name, output.astype(jnp.float32))
+  if preact is not None:
+    module.sow(STAGES, f"{name}_preact", preact.astype(jnp.float32))

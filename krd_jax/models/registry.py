@@ -39,16 +39,23 @@ class _Spec:
     feature_dim: (**options) -> width of the returned features.
     input_shape: the (H, W, C) the model is meant for.
     options: model-specific keyword arguments and their defaults.
+    stages: the stage maps the model sows (`layers.sow_stage`), for methods that read
+      them (AT, ReviewKD, FitNet's hint).
   """
   build: Callable[..., nn.Module]
   feature_dim: Callable[..., int]
   input_shape: tuple[int, int, int] = _CIFAR
   options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  stages: tuple[str, ...] = ()
+
+
+# CIFAR ResNets: each stage's output and its pre-ReLU sum.
+_RESNET_STAGES = tuple(f"stage{k}{suffix}" for k in (1, 2, 3) for suffix in ("", "_preact"))
 
 
 def _cifar_resnet(depth: int, filters: tuple[int, ...]) -> _Spec:
   return _Spec(lambda c, dtype: CifarResNet(depth, filters, c, dtype),
-               lambda: filters[-1])
+               lambda: filters[-1], stages=_RESNET_STAGES)
 
 
 def _wrn(depth: int, k: int) -> _Spec:
@@ -78,7 +85,8 @@ _SPECS: dict[str, _Spec] = {
         lambda width, depth: width, (8, 8, 1), {"width": 256, "depth": 1}),
     "small_cnn": _Spec(
         lambda c, dtype, width: SmallCNN(c, width, dtype),
-        lambda width: 2 * width, (8, 8, 1), {"width": 32}),
+        lambda width: 2 * width, (8, 8, 1), {"width": 32},
+        stages=("stage1", "stage2", "stage3")),
 }
 
 
@@ -156,3 +164,8 @@ def input_shape(name: str) -> tuple[int, int, int]:
   """The (H, W, C) input the named model is meant for (CIFAR 32x32x3, ImageNet
   224x224x3, digits 8x8x1); models with global pooling accept other sizes."""
   return _spec(name).input_shape
+
+
+def stage_names(name: str) -> tuple[str, ...]:
+  """The stage maps the named model offers (empty where it offers none: the MLP)."""
+  return _spec(name).stages

@@ -82,12 +82,14 @@ class SmallCNN(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
-    """Returns (logits [B, num_classes], features [B, 2 width]), both float32."""
+    """Returns (logits [B, num_classes], features [B, 2 width]), both float32; sows each
+    layer's output as "stage1" ... "stage3"."""
     norm = layers.batch_norm(train, self.dtype)
     x = jnp.asarray(x, self.dtype)
-    x = layers.ConvBN(self.width, 3, norm, dtype=self.dtype, name="conv1")(x)
-    x = layers.ConvBN(2 * self.width, 3, norm, 2, dtype=self.dtype, name="conv2")(x)
-    x = layers.ConvBN(2 * self.width, 3, norm, dtype=self.dtype, name="conv3")(x)
+    for i, (width, stride) in enumerate(((self.width, 1), (2 * self.width, 2),
+                                         (2 * self.width, 1))):
+      x = layers.ConvBN(width, 3, norm, stride, dtype=self.dtype, name=f"conv{i + 1}")(x)
+      layers.sow_stage(self, f"stage{i + 1}", x)  # each layer's output, for AT-style tests
     features = layers.global_avg_pool(x)
     logits = layers.classifier(self.num_classes, features.shape[-1],
                                cosine=self.cosine_classifier)(features)

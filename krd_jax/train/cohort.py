@@ -38,6 +38,7 @@ from krd_jax import sharding
 from krd_jax.train import evaluation
 from krd_jax.train import loop
 from krd_jax.train import run_dir as run_dir_lib
+from krd_jax.train import state as state_lib
 from krd_jax.train import steps as steps_lib
 from krd_jax.train import student as student_lib
 from krd_jax.train.state import TrainState
@@ -122,43 +123,41 @@ def check_cohort(cfgs: Sequence[ml_collections.ConfigDict]) -> None:
 
 def cohort_state(setups: Sequence[student_lib.StudentSetup], names: Sequence[str],
                  teacher_variables: Any) -> TrainState:
-  """The students' fresh states as one state: params, batch_stats and opt_state keyed
-  by member name (`member_names`), one step count, the shared teacher."""
-  return TrainState(
-      step=setups[0].state.step,
-      params={n: s.state.params for n, s in zip(names, setups)},
-      batch_stats={n: s.state.batch_stats for n, s in zip(names, setups)},
-      opt_state={n: s.state.opt_state for n, s in zip(names, setups)},
-      teacher=teacher_variables)
+  """The students' fresh states as one state: each member field (`state.MEMBER_FIELDS`)
+  keyed by member name (`member_names`), one step count, the shared teacher."""
+  return TrainState(step=setups[0].state.step, teacher=teacher_variables,
+                    **_by_member({n: s.state for n, s in zip(names, setups)}))
+
+
+def _by_member(states: dict[str, TrainState]) -> dict[str, dict]:
+  """{field: {member: value}} of the members' own fields."""
+  return {field: {n: getattr(s, field) for n, s in states.items()}
+          for field in state_lib.MEMBER_FIELDS}
 
 
 def member(state: TrainState, name: str) -> TrainState:
   """The state of the cohort's `name` student (without the teacher)."""
-  return TrainState(step=state.step, params=state.params[name],
-                    batch_stats=state.batch_stats[name], opt_state=state.opt_state[name])
+  return TrainState(step=state.step, **{field: value[name] for field, value in
+                                        state.member_fields().items()})
 
 
 def make_cohort_step(teacher_model: Any, updates: dict[str, Callable],
-                     preprocess: Callable) -> Callable:
+                     preprocess: Callable, teacher_stages: bool = False) -> Callable:
   """step(state, batch, rng) -> (state, metrics): the batch augmented once, the teacher
-  run once, then every student's update (`steps.make_student_update`) on both."""
+  run once (with its stage maps where any member reads them), then every student's
+  update (`steps.make_student_update`) on both."""
   def step(state: TrainState, batch: dict, rng: jax.Array):
     x = preprocess(batch["image"], jax.random.fold_in(rng, state.step))
-    teacher_logits, teacher_features = steps_lib.teacher_outputs(
-        teacher_model, state.teacher, x)
-    params, batch_stats, opt_state, metrics = {}, {}, {}, {}
+    teacher_out = steps_lib.teacher_outputs(teacher_model, state.teacher, x, teacher_stages)
+    new_states, metrics = {}, {}
     for name, update in updates.items():
-      new, parts = update(member(state, name), x, batch["label"], teacher_logits,
-                          teacher_features)
-      params[name], batch_stats[name], opt_state[name] = (
-          new.params, new.batch_stats, new.opt_state)
+      new_states[name], parts = update(member(state, name), x, batch, teacher_out, rng)
       metrics.update({f"{name}/{k}": v for k, v in parts.items()})
     # What fit reads to log, guard and show: means (and the count of non-finite losses).
     for key in ("loss", "accuracy", "grad_norm"):
       metrics[key] = sum(metrics[f"{n}/{key}"] for n in updates) / len(updates)
     metrics["nonfinite"] = sum(metrics[f"{n}/nonfinite"] for n in updates)
-    return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                         opt_state=opt_state), metrics
+    return state.replace(step=state.step + 1, **_by_member(new_states)), metrics
 
   return step
 
@@ -206,7 +205,8 @@ def train_cohort(cfgs: Sequence[ml_collections.ConfigDict], ds, mesh: Mesh,
   readers = [s.teacher_variables is not None for s in setups]
   updates = {n: s.update for n, s in zip(names, setups)}
   step_fn = steps_lib.jit_train_step(make_cohort_step(
-      teacher.model if any(readers) else None, updates, first.preprocess), mesh)
+      teacher.model if any(readers) else None, updates, first.preprocess,
+      any(s.reads_teacher_stages for s in setups)), mesh)
   state = sharding.replicate(cohort_state(setups, names, student_lib.private_teacher_copy(
       teacher.variables if any(readers) else None)), mesh)
   eval_step = steps_lib.jit_eval_step(first.eval_step, mesh)  # one student model for all

@@ -37,6 +37,7 @@ from krd_jax.train import evaluation
 from krd_jax.train import loop
 from krd_jax.train import metrics as metrics_lib
 from krd_jax.train import run_dir as run_dir_lib
+from krd_jax.train import state as state_lib
 from krd_jax.train import steps as steps_lib
 from krd_jax.train import student as student_lib
 from krd_jax.train.state import TrainState
@@ -91,8 +92,8 @@ def unstack(tree: Any, index: int) -> Any:
 def _state_axes() -> TrainState:
   """vmap axes of a stacked state: everything on the seed axis but the shared teacher
   and the step count (equal for every seed; a scalar, as fit and checkpoints expect)."""
-  return TrainState(step=None, params=SEED_AXIS, batch_stats=SEED_AXIS,
-                    opt_state=SEED_AXIS, teacher=None)
+  return TrainState(step=None, teacher=None,
+                    **{field: SEED_AXIS for field in state_lib.MEMBER_FIELDS})
 
 
 def pays_off(student_model: str) -> bool:

@@ -15,6 +15,12 @@ import optax
 from krd_jax import models
 
 
+# The fields that belong to one student (a member of a cohort, a seed of a group): the
+# solo step, the cohort (keyed by member) and the vmapped seeds (stacked) all thread
+# exactly these, so a field added here reaches all three.
+MEMBER_FIELDS = ("params", "batch_stats", "opt_state", "method_state")
+
+
 @flax.struct.dataclass
 class TrainState:
   """State of one training run.
@@ -28,17 +34,29 @@ class TrainState:
     teacher: the teacher's `{"params", "batch_stats"}` for a student run, None for a
       teacher run. Applied in inference mode and never differentiated; not saved in
       student checkpoints (the teacher is saved once, in its own run).
+    method_state: what the student's method keeps between steps without training it
+      (CRD's memory banks); None where it keeps nothing. Checkpointed, never seen by
+      the optimiser.
   """
   step: jax.Array
   params: Any
   batch_stats: Any
   opt_state: optax.OptState
   teacher: Any = None
+  method_state: Any = None
 
   def trainable(self) -> dict:
-    """The part a checkpoint stores."""
-    return {"step": self.step, "params": self.params, "batch_stats": self.batch_stats,
-            "opt_state": self.opt_state}
+    """The part a checkpoint stores (method_state only where the method keeps some, so
+    checkpoints of methods without state keep the tree they always had)."""
+    out = {"step": self.step, "params": self.params, "batch_stats": self.batch_stats,
+           "opt_state": self.opt_state}
+    if jax.tree_util.tree_leaves(self.method_state):
+      out["method_state"] = self.method_state
+    return out
+
+  def member_fields(self) -> dict:
+    """The student's own fields (`MEMBER_FIELDS`) by name."""
+    return {name: getattr(self, name) for name in MEMBER_FIELDS}
 
   def model_variables(self) -> dict:
     """Variables for `model.apply` in inference mode."""
@@ -46,10 +64,10 @@ class TrainState:
 
 
 def create_state(params: Any, batch_stats: Any, tx: optax.GradientTransformation,
-                 teacher: Any = None) -> TrainState:
+                 teacher: Any = None, method_state: Any = None) -> TrainState:
   """A fresh state at step 0."""
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-                    opt_state=tx.init(params), teacher=teacher)
+                    opt_state=tx.init(params), teacher=teacher, method_state=method_state)
 
 
 def compute_dtype(name: str) -> jnp.dtype:

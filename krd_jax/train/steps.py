@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,6 +21,7 @@ from jax.sharding import Mesh
 from krd_jax import losses
 from krd_jax import sharding
 from krd_jax.data.augment import augment, normalize
+from krd_jax.models import layers
 from krd_jax import methods
 from krd_jax.train import state as state_lib
 from krd_jax.train.state import TrainState
@@ -50,18 +52,32 @@ def dataset_preprocess(data_cfg, ds, dtype: str
                          state_lib.compute_dtype(dtype))
 
 
-def _apply_train(model: nn.Module, params: Any, batch_stats: Any, x: jax.Array):
-  """Model forward in training mode; returns ((logits, features), new batch_stats)."""
+# The collection models `sow` their stage maps into (krd_jax.models: "stage1" ...,
+# "stage1_preact" ...); collected only where a method reads them, so the others pay nothing.
+STAGES = layers.STAGES
+
+
+def stage_maps(collected: Any) -> dict[str, jax.Array]:
+  """{name: map} from a model's collected intermediates (each sown once per call)."""
+  return {name: values[0] for name, values in collected.get(STAGES, {}).items()}
+
+
+def _apply_train(model: nn.Module, params: Any, batch_stats: Any, x: jax.Array,
+                 stages: bool = False):
+  """Model forward in training mode; returns ((logits, features), new batch_stats,
+  stage maps or None)."""
+  mutable = ["batch_stats", STAGES] if stages else ["batch_stats"]
   outputs, updates = model.apply({"params": params, "batch_stats": batch_stats}, x,
-                                 train=True, mutable=["batch_stats"])
-  return outputs, updates.get("batch_stats", batch_stats)
+                                 train=True, mutable=mutable)
+  return (outputs, updates.get("batch_stats", batch_stats),
+          stage_maps(updates) if stages else None)
 
 
 def _update(state: TrainState, tx: optax.GradientTransformation, grads: Any,
-            batch_stats: Any) -> TrainState:
+            batch_stats: Any, **fields: Any) -> TrainState:
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                       batch_stats=batch_stats, opt_state=opt_state)
+                       batch_stats=batch_stats, opt_state=opt_state, **fields)
 
 
 def _common_metrics(loss: jax.Array, logits: jax.Array, labels: jax.Array,
@@ -99,7 +115,8 @@ def make_teacher_step(model: nn.Module, loss_fn: Callable, tx: optax.GradientTra
     class_weights = class_weights_fn(state.step)
 
     def objective(params):
-      (logits, _), batch_stats = _apply_train(model, params["model"], state.batch_stats, x)
+      (logits, _), batch_stats, _ = _apply_train(model, params["model"], state.batch_stats,
+                                                 x)
       return loss_fn(logits, labels, class_weights), (logits, batch_stats)
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
@@ -109,12 +126,33 @@ def make_teacher_step(model: nn.Module, loss_fn: Callable, tx: optax.GradientTra
   return step
 
 
-def teacher_outputs(teacher_model: nn.Module | None, variables: Any, x: jax.Array):
-  """(logits, features) of the frozen teacher in inference mode, or (None, None) without
-  one; no gradient ever reaches it."""
+@flax.struct.dataclass
+class TeacherOutputs:
+  """What the frozen teacher computed on a batch (each None without a teacher):
+  logits [B, C], pooled features [B, d] and, where a student reads them, its stage
+  maps {name: [B, H, W, C]}."""
+  logits: jax.Array | None = None
+  features: jax.Array | None = None
+  stages: dict[str, jax.Array] | None = None
+
+
+def teacher_outputs(teacher_model: nn.Module | None, variables: Any, x: jax.Array,
+                    stages: bool = False) -> TeacherOutputs:
+  """The frozen teacher in inference mode (its stage maps too, with `stages`); empty
+  without one. No gradient ever reaches it."""
   if teacher_model is None:
-    return None, None
-  return jax.lax.stop_gradient(teacher_model.apply(variables, x, train=False))
+    return TeacherOutputs()
+  if not stages:
+    logits, features = teacher_model.apply(variables, x, train=False)
+    return jax.lax.stop_gradient(TeacherOutputs(logits, features))
+  (logits, features), collected = teacher_model.apply(variables, x, train=False,
+                                                      mutable=[STAGES])
+  return jax.lax.stop_gradient(TeacherOutputs(logits, features, stage_maps(collected)))
+
+
+# Folded into the step's key for what a method draws (CRD's negatives): independent of the
+# augmentation key, which is the step's key itself.
+METHOD_RNG_SALT = 1
 
 
 def make_student_update(model: nn.Module, objective: methods.StudentObjective,
@@ -125,34 +163,65 @@ def make_student_update(model: nn.Module, objective: methods.StudentObjective,
   Args:
     model: student Flax module returning (logits, features).
     objective: a `methods.StudentObjective` (`Method.objective(...)`); what its method
-      trains of its own lives in params["method"] and reaches it as `outputs.params`.
+      trains of its own lives in params["method"] and reaches it as `outputs.params`,
+      what it keeps untrained in `state.method_state` (`outputs.state`; its
+      `next_state` gives the value after this step).
     tx: optimiser.
     distill_warmup_steps: distillation terms ramp linearly from 0 over these steps.
 
   Returns:
-    update(state, x, labels, teacher_logits, teacher_features) -> (state, metrics).
+    update(state, x, batch, teacher: TeacherOutputs, rng) -> (state, metrics); `batch`
+    gives "label" (and "index" where the source has stable sample indices), `rng` is
+    the run's key (folded with the step inside).
   """
-  def update(state: TrainState, x: jax.Array, labels: jax.Array, teacher_logits,
-             teacher_features):
+  def update(state: TrainState, x: jax.Array, batch: Batch, teacher: TeacherOutputs,
+             rng: jax.Array):
     distill_scale = losses.warmup_scale(state.step, distill_warmup_steps)
+    labels = batch["label"]
+    method_rng = (jax.random.fold_in(jax.random.fold_in(rng, state.step), METHOD_RNG_SALT)
+                  if objective.reads_rng else None)
 
     def loss_fn(params):
-      (logits, features), batch_stats = _apply_train(
-          model, params["model"], state.batch_stats, x)
+      (logits, features), batch_stats, stages = _apply_train(
+          model, params["model"], state.batch_stats, x, bool(objective.student_stages))
       outputs = methods.StudentOutputs(
           student_logits=logits, student_features=features, params=params.get("method"),
-          teacher_logits=teacher_logits, teacher_features=teacher_features, labels=labels,
-          step=state.step)
+          teacher_logits=teacher.logits, teacher_features=teacher.features, labels=labels,
+          step=state.step, student_stages=stages, teacher_stages=teacher.stages,
+          indices=batch.get("index"), rng=method_rng, state=state.method_state)
       loss, parts = objective.fn(outputs, distill_scale)
-      return loss, (logits, batch_stats, parts)
+      new_state = (None if objective.next_state is None else
+                   jax.lax.stop_gradient(objective.next_state(outputs)))
+      return loss, (logits, batch_stats, parts, new_state)
 
-    (loss, (logits, batch_stats, parts)), grads = jax.value_and_grad(
+    (loss, (logits, batch_stats, parts, method_state)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)
     metrics = _common_metrics(loss, logits, labels, grads)
     metrics.update(parts)
-    return _update(state, tx, grads, batch_stats), metrics
+    return _update(state, tx, grads, batch_stats, method_state=method_state), metrics
 
   return update
+
+
+def example_outputs(model: nn.Module, variables: Any, teacher_model: nn.Module | None,
+                    teacher_variables: Any, image_shape, batch: int = 2
+                    ) -> methods.StudentOutputs:
+  """The shapes (`jax.ShapeDtypeStruct`) of a batch's `StudentOutputs`, every field a
+  method may read filled in, from one `eval_shape` pass: what a method initialises its
+  parameters and state from."""
+  def outputs(v, tv):
+    x = jnp.zeros((batch, *image_shape), jnp.float32)
+    (logits, features), _, stages = _apply_train(model, v["params"], v["batch_stats"], x,
+                                                 stages=True)
+    teacher = teacher_outputs(teacher_model, tv, x, stages=True)
+    labels = jnp.zeros((batch,), jnp.int32)
+    return methods.StudentOutputs(
+        student_logits=logits, student_features=features, teacher_logits=teacher.logits,
+        teacher_features=teacher.features, labels=labels, step=jnp.zeros((), jnp.int32),
+        student_stages=stages, teacher_stages=teacher.stages, indices=labels,
+        rng=jax.random.PRNGKey(0))
+
+  return jax.eval_shape(outputs, variables, teacher_variables)
 
 
 def make_student_step(model: nn.Module, teacher_model: nn.Module | None,
@@ -174,8 +243,9 @@ def make_student_step(model: nn.Module, teacher_model: nn.Module | None,
 
   def step(state: TrainState, batch: Batch, rng: jax.Array):
     x = preprocess(batch["image"], jax.random.fold_in(rng, state.step))
-    teacher_logits, teacher_features = teacher_outputs(teacher_model, state.teacher, x)
-    return update(state, x, batch["label"], teacher_logits, teacher_features)
+    teacher = teacher_outputs(teacher_model, state.teacher, x,
+                              bool(objective.teacher_stages))
+    return update(state, x, batch, teacher, rng)
 
   return step
 

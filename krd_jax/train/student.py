@@ -49,7 +49,9 @@ def method_constants(method: methods.Method, hparams: dict, seed: int, batch_siz
       class_means=functools.cache(functools.partial(
           teacher_lib.class_means, teacher, ds, mesh, preprocess, seed)),
       steps_per_epoch=ds.num_train // batch_size, val_logits=val_logits,
-      train_counts=ds.train_counts)
+      train_counts=ds.train_counts,
+      # An in-memory source's labels, in the order of the sample indices it yields.
+      train_labels=None if ds.streaming else np.asarray(ds.train_labels))
   return method.constants(method.check(hparams), context)
 
 
@@ -61,6 +63,8 @@ class StudentSetup:
     loader: its training batches.
     state: the fresh state at step 0, on the host, without the teacher.
     teacher_variables: the teacher's variables if the objective reads a teacher.
+    reads_teacher_stages: the objective reads the teacher's stage maps (a cohort
+      collects them once for all).
     rng: the run's training key (folded with the step inside the step).
     step: the unjitted (state, batch, rng) -> (state, metrics).
     update: the unjitted student update of that step, given the images and the
@@ -73,6 +77,7 @@ class StudentSetup:
   loader: loader_lib.DatasetLoader
   state: TrainState
   teacher_variables: Any
+  reads_teacher_stages: bool
   rng: jax.Array
   step: Callable
   update: Callable
@@ -110,31 +115,31 @@ def student_setup(cfg: ml_collections.ConfigDict, ds, mesh: Mesh,
   variables = state_lib.init_variables(model, ds.image_shape, rng_init)
   params = {"model": variables["params"]}
   teacher_model = teacher.model if objective.needs_teacher else None
-  if objective.init_params is not None:
-    params["method"] = objective.init_params(
-        rng_method, _feature_width(model, variables, ds.image_shape),
-        _feature_width(teacher_model, teacher and teacher.variables, ds.image_shape))
+  teacher_variables = teacher.variables if objective.needs_teacher else None
+  method_state = None
+  if objective.init_params is not None or objective.init_state is not None:
+    example = steps_lib.example_outputs(model, variables, teacher_model, teacher_variables,
+                                        ds.image_shape)
+    rng_params, rng_state = jax.random.split(rng_method)
+    if objective.init_params is not None:
+      params["method"] = objective.init_params(
+          rng_method if objective.init_state is None else rng_params, example)
+    if objective.init_state is not None:
+      method_state = objective.init_state(rng_state, example)
   warmup_steps = (method.warmup_epochs(hparams, scfg.distill_warmup_epochs) *
                   loader.steps_per_epoch)
   return StudentSetup(
       loader=loader,
-      state=state_lib.create_state(params, variables["batch_stats"], tx),
-      teacher_variables=teacher.variables if objective.needs_teacher else None,
+      state=state_lib.create_state(params, variables["batch_stats"], tx,
+                                   method_state=method_state),
+      teacher_variables=teacher_variables,
+      reads_teacher_stages=bool(objective.teacher_stages),
       rng=rng_train,
       step=steps_lib.make_student_step(model, teacher_model, objective, tx, preprocess,
                                        warmup_steps),
       update=steps_lib.make_student_update(model, objective, tx, warmup_steps),
       eval_step=steps_lib.make_eval_step(model, preprocess, ds.num_classes),
       constants=constants, model=model, preprocess=preprocess)
-
-
-def _feature_width(model: nn.Module | None, variables: Any, image_shape) -> int | None:
-  """The width of the features `model` returns (None without a model), from shapes alone."""
-  if model is None:
-    return None
-  _, features = jax.eval_shape(lambda v: model.apply(v, jnp.zeros((1, *image_shape)),
-                                                     train=False), variables)
-  return features.shape[-1]
 
 
 def scalar_constants(constants: dict) -> dict:

@@ -6,10 +6,14 @@ Per-class constants come from `krd_jax.priors`; reduce per-example losses with
 student methods built from these losses are in `krd_jax.methods`.
 """
 
+from krd_jax.losses.attention import attention_map
+from krd_jax.losses.attention import attention_transfer_loss
+from krd_jax.losses.correlation import dist_loss
 from krd_jax.losses.hint import hint_loss
 from krd_jax.losses.kd import bkd_loss
 from krd_jax.losses.kd import dkd_loss
 from krd_jax.losses.kd import kd_loss
+from krd_jax.losses.kd import standardize_logits
 from krd_jax.losses.krdistill import logit_rectified_loss
 from krd_jax.losses.krdistill import rectify_teacher_features
 from krd_jax.losses.krdistill import rectify_teacher_logits
@@ -23,6 +27,9 @@ from krd_jax.losses.long_tail import ldam_loss
 from krd_jax.losses.long_tail import logit_adjusted_ce
 from krd_jax.losses.ltkd import group_kl_decomposition
 from krd_jax.losses.ltkd import ltkd_loss
+from krd_jax.losses.relations import pkt_loss
+from krd_jax.losses.relations import rkd_angle_loss
+from krd_jax.losses.relations import rkd_distance_loss
 from krd_jax.losses.registry import TEACHER_LOSS_TITLES
 from krd_jax.losses.registry import TEACHER_LOSSES
 from krd_jax.losses.registry import teacher_loss
@@ -31,6 +38,13 @@ from krd_jax.losses.registry import teacher_title
 from krd_jax.priors import pad_features
 
 __all__ = [
+    "attention_map",
+    "attention_transfer_loss",
+    "dist_loss",
+    "pkt_loss",
+    "rkd_angle_loss",
+    "rkd_distance_loss",
+    "standardize_logits",
     "TEACHER_LOSSES",
     "TEACHER_LOSS_TITLES",
     "balanced_mean",

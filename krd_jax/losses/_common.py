@@ -95,3 +95,13 @@ def check_temperature(temperature: float) -> None:
   """Temperatures are static Python numbers; reject non-positive ones early."""
   if isinstance(temperature, (int, float)) and temperature <= 0:
     raise ValueError(f"temperature must be > 0; got {temperature}")
+
+
+def avg_pool_to(a: Array, size: int) -> Array:
+  """Average-pools [B, H, W, C] to [B, size, size, C] (H and W multiples of size), as
+  PyTorch's adaptive_avg_pool2d does for such sizes."""
+  b, h, w, c = a.shape
+  if h % size or w % size:
+    raise ValueError(f"stage maps of {h}x{w} and {size}x{size}: the larger side must be a "
+                     "multiple of the smaller")
+  return a.reshape(b, size, h // size, size, w // size, c).mean(axis=(2, 4))

@@ -18,7 +18,28 @@ from krd_jax.losses import _common
 Array = jax.Array
 ArrayLike = _common.ArrayLike
 
-__all__ = ["bkd_loss", "dkd_loss", "kd_loss"]
+__all__ = ["bkd_loss", "dkd_loss", "kd_loss", "standardize_logits"]
+
+
+def standardize_logits(logits: ArrayLike, eps: float = 1e-7) -> Array:
+  """Each row's z-score, (z - mean) / (eps + std) with the unbiased (N - 1) std: logit
+  standardization before a tempered softmax.
+
+  Args:
+    logits: [B, C], C >= 2.
+    eps: added to the std (the authors' 1e-7).
+
+  Returns:
+    float32 [B, C], each row of mean 0 and (unbiased) std just under 1.
+
+  References:
+    Sun, Ren, Li, Wang, Cao 2024, "Logit Standardization in Knowledge Distillation",
+    CVPR, eq. (9) and Algorithm 1 (the authors' `normalize`, torch.std: unbiased).
+  """
+  z = _common.as_f32(logits, "logits", rank=2)
+  centred = z - jnp.mean(z, axis=-1, keepdims=True)
+  std = jnp.std(z, axis=-1, keepdims=True, ddof=1)
+  return centred / (eps + std)
 
 
 def kd_loss(student_logits: ArrayLike, teacher_logits: ArrayLike,

@@ -38,6 +38,7 @@ import numpy as np
 
 from krd_jax import checks
 from krd_jax import priors
+from krd_jax.losses import kd as kd_losses
 from krd_jax.losses import long_tail
 
 Array = jax.Array
@@ -317,6 +318,20 @@ def linear_map(width: int | None = None):
     return nn.Dense(params["kernel"].shape[-1]).apply({"params": params}, features)
 
   return init_params, apply
+
+
+def standardize_param() -> Param:
+  """The logit-standardization switch of a logit distiller (KD, DKD)."""
+  return Param(False, "z-score student and teacher logits before the tempered softmax "
+               "(logit standardization, Sun et al. 2024)", changes_runs=False)
+
+
+def standardized(out: StudentOutputs, standardize: bool) -> tuple[Array, Array]:
+  """(student logits, teacher logits), each z-scored where `standardize` is on."""
+  student, teacher = out.student_logits, need(out, "teacher_logits")
+  if not standardize:
+    return student, teacher
+  return kd_losses.standardize_logits(student), kd_losses.standardize_logits(teacher)
 
 
 def need(out: StudentOutputs, field: str) -> Array:

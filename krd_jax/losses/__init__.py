@@ -8,6 +8,7 @@ student methods built from these losses are in `krd_jax.methods`.
 
 from krd_jax.losses.attention import attention_map
 from krd_jax.losses.attention import attention_transfer_loss
+from krd_jax.losses.contrastive import contrast_loss
 from krd_jax.losses.correlation import dist_loss
 from krd_jax.losses.hint import hint_loss
 from krd_jax.losses.kd import bkd_loss
@@ -40,6 +41,7 @@ from krd_jax.priors import pad_features
 __all__ = [
     "attention_map",
     "attention_transfer_loss",
+    "contrast_loss",
     "dist_loss",
     "pkt_loss",
     "rkd_angle_loss",

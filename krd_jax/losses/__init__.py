@@ -29,6 +29,7 @@ from krd_jax.losses.long_tail import logit_adjusted_ce
 from krd_jax.losses.ltkd import group_kl_decomposition
 from krd_jax.losses.ltkd import ltkd_loss
 from krd_jax.losses.relations import pkt_loss
+from krd_jax.losses.review import hcl_loss
 from krd_jax.losses.relations import rkd_angle_loss
 from krd_jax.losses.relations import rkd_distance_loss
 from krd_jax.losses.registry import TEACHER_LOSS_TITLES
@@ -43,6 +44,7 @@ __all__ = [
     "attention_transfer_loss",
     "contrast_loss",
     "dist_loss",
+    "hcl_loss",
     "pkt_loss",
     "rkd_angle_loss",
     "rkd_distance_loss",

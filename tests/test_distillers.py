@@ -260,3 +260,34 @@ def test_a_stage_map_method_with_an_mlp_is_refused_before_any_work(tmp_path, cap
       "['stage1', 'stage2', 'stage3'], and config.student.model='mlp' offers none" in err[0]
   assert not (tmp_path / "w").exists()
 
+
+def test_ctkd_kd_at_its_learned_temperature_with_the_gradient_reversed():
+  """The temperature is 1 + 20 sigmoid(theta); the KD term is KD at that temperature; the
+  gradient reaching theta is lambda times the true one, lambda following the authors'
+  cosine from 0 to -1 over 10 epochs counted from 1."""
+  from krd_jax.methods import ctkd
+  r = _rng(30)
+  zs, zt, y = 3 * r.normal(size=(B, C)), 3 * r.normal(size=(B, C)), r.integers(0, C, B)
+  objective = methods.objective("ctkd", np.array([30, 20, 10, 5, 2]), steps_per_epoch=4)
+  theta, step = 0.3, 9  # epoch 3 of 10: lambda = (cos(3 pi / 10) + 1) / 2 - 1
+  lam = (np.cos(3 * np.pi / 10) + 1) / 2 - 1
+  t = 1 + 20 / (1 + np.exp(-theta))
+
+  def run(th):
+    out = methods.StudentOutputs(
+        student_logits=jnp.asarray(zs, jnp.float32), teacher_logits=jnp.asarray(zt, jnp.float32),
+        labels=jnp.asarray(y, jnp.int32), params={"theta": th}, step=jnp.int32(step))
+    return objective.fn(out, 1.0)
+
+  loss, metrics = run(jnp.float32(theta))
+  np.testing.assert_allclose(metrics["temperature"], t, rtol=1e-6)
+  np.testing.assert_allclose(metrics["kd"], 0.9 * np_kd(zs, zt, t).mean(), rtol=1e-4)
+  np.testing.assert_allclose(loss, 0.1 * _ce(zs, y).mean() + 0.9 * np_kd(zs, zt, t).mean(),
+                             rtol=1e-4)
+  true = _numeric_grad(lambda th: 0.9 * np_kd(zs, zt, 1 + 20 / (1 + np.exp(-th[0]))).mean(),
+                       np.array([theta]))[0]
+  got = jax.grad(lambda th: run(th)[0])(jnp.float32(theta))
+  np.testing.assert_allclose(got, lam * true, rtol=1e-3)
+  np.testing.assert_allclose(ctkd.reversal_factor(0, 4, 10, 0.0, -1.0),
+                             (np.cos(np.pi / 10) + 1) / 2 - 1, rtol=1e-6)
+  np.testing.assert_allclose(ctkd.reversal_factor(400, 4, 10, 0.0, -1.0), -1.0)

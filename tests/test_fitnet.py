@@ -50,7 +50,8 @@ def test_hint_loss_golden_and_zero_at_match():
 def test_fitnet_objective_and_regressor_gradient_golden():
   a = _inputs(1)
   counts = np.array([40, 20, 8, 2])
-  objective = methods.objective("fitnet", counts, hint_weight=100.0, ce_weight=1.0)
+  objective = methods.objective("fitnet", counts, hint_weight=100.0, ce_weight=1.0,
+                                hint_on="pooled")
   assert objective.needs_teacher
   shapes = methods.StudentOutputs(student_logits=jax.ShapeDtypeStruct((1, 4), jnp.float32),
                                   student_features=jax.ShapeDtypeStruct((1, D_S), jnp.float32),
@@ -93,8 +94,9 @@ def _tiny_dataset(seed=0):
 
 
 def test_fitnet_student_trains_its_regressor(tmp_path):
-  """Teacher 8 wide, student 4 wide: the regressor maps 4 -> the teacher's width, lives
-  in params["method"] of the checkpoint, and training moves it."""
+  """Teacher 8 wide, student 4 wide: the conv regressor maps the student's stage-2 map
+  (8 channels) to the teacher's (16), lives in params["method"] of the checkpoint, and
+  training moves it."""
   cfg = default_config().unlock()
   cfg.workdir, cfg.progress = str(tmp_path), False
   for role, width in ((cfg.teacher, 8), (cfg.student, 4)):
@@ -111,7 +113,49 @@ def test_fitnet_student_trains_its_regressor(tmp_path):
   saved = ckpt_lib.RunCheckpoints(str(tmp_path / "student" / "checkpoints"))
   trained = saved.manager.restore(saved.latest_step)["state"]["params"]["method"]
   saved.close()
-  _, t_features = teacher.model.apply(teacher.variables, jnp.zeros((1, 8, 8, 1)), train=False)
-  assert trained["kernel"].shape[1] == t_features.shape[1]
-  assert trained["kernel"].shape == initial["kernel"].shape
-  assert not np.allclose(trained["kernel"], initial["kernel"])
+  kernel, start = trained["Conv_0"]["kernel"], initial["Conv_0"]["kernel"]
+  assert kernel.shape == start.shape == (1, 1, 8, 16)
+  assert not np.allclose(kernel, start)
+
+
+def _np_bn_relu(x, scale, shift):
+  mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
+  return np.maximum((x - mean) / np.sqrt(var + 1e-5) * scale + shift, 0.0)
+
+
+def test_stage2_hint_through_a_conv_regressor_golden():
+  """The authors' hint: stage-2 maps, a 1x1 conv (equal sizes) + BatchNorm with batch
+  statistics + ReLU to the teacher's channels, MSE weighted 100; a student map twice the
+  teacher's size gets a 3x3 stride-2 conv; other sizes are refused."""
+  rng = np.random.default_rng(3)
+  counts = np.array([40, 20, 8, 2])
+  objective = methods.objective("fitnet", counts)
+  assert methods.get("fitnet").reads({}) == {"student": ("stage2",), "teacher": ("stage2",),
+                                             "indices": False}
+  s_map, t_map = rng.normal(size=(B, 4, 4, 3)), rng.normal(size=(B, 4, 4, 5))
+  logits, y = rng.normal(size=(B, C)), rng.integers(0, C, B)
+  out = methods.StudentOutputs(
+      student_logits=jnp.asarray(logits, jnp.float32), teacher_logits=jnp.asarray(logits, jnp.float32),
+      labels=jnp.asarray(y, jnp.int32), student_stages={"stage2": jnp.asarray(s_map, jnp.float32)},
+      teacher_stages={"stage2": jnp.asarray(t_map, jnp.float32)})
+  shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), out)
+  params = objective.init_params(jax.random.PRNGKey(0), shapes)
+  assert params["Conv_0"]["kernel"].shape == (1, 1, 3, 5)
+  params = jax.tree.map(lambda a: a + 0.1 * jnp.asarray(rng.normal(size=a.shape), jnp.float32),
+                        params)
+  loss, metrics = jax.jit(objective.fn)(out.replace(params=params), 1.0)
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+  conv = s_map @ p["Conv_0"]["kernel"][0, 0] + p["Conv_0"]["bias"]
+  regressed = _np_bn_relu(conv, p["BatchNorm_0"]["scale"], p["BatchNorm_0"]["bias"])
+  want = 100.0 * np.mean((regressed - t_map) ** 2)
+  np.testing.assert_allclose(metrics["hint"], want, rtol=1e-4)
+  np.testing.assert_allclose(loss, np.mean(_np_ce(logits, y)) + want, rtol=1e-4)
+
+  twice = out.replace(student_stages={"stage2": jnp.zeros((B, 8, 8, 3))})
+  shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), twice)
+  assert objective.init_params(jax.random.PRNGKey(0), shapes)["Conv_0"]["kernel"].shape == (
+      3, 3, 3, 5)
+  odd = out.replace(student_stages={"stage2": jnp.zeros((B, 6, 6, 3))})
+  with pytest.raises(ValueError, match="allowed: equal sizes"):
+    objective.init_params(jax.random.PRNGKey(0),
+                          jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), odd))

@@ -12,6 +12,9 @@ from krd_jax.config import default_config, optim_config
 # DKD's beta per CIFAR pair (mdistiller configs/cifar100/dkd/*.yaml).
 DKD_CIFAR_BETA = {("resnet32x4", "resnet8x4"): 8.0, ("wrn_40_2", "wrn_16_2"): 6.0,
                   ("resnet56", "resnet20"): 2.0, ("resnet110", "resnet32"): 2.0}
+# ReviewKD's weight per CIFAR pair (the authors' CIFAR-100/script/reviewKD.sh; 1 elsewhere,
+# mdistiller's default).
+REVIEWKD_CIFAR_WEIGHT = {("resnet32x4", "resnet8x4"): 5.0}
 # Teacher recipes a config argument can select: a teacher that is itself balanced.
 TEACHER_RECIPES = ("la_teacher", "bs_teacher", "ldam_drw_teacher")
 
@@ -105,6 +108,11 @@ def cifar_baselines(cfg, teacher: str, student: str):
   switch = int(0.8 * cfg.student.epochs) if cfg.data.name == "cifar10_lt" else 0
   cfg.methods.bkd.update(temperature=2.0, kd_weight=1.0, weights_from_epoch=switch,
                          warmup_epochs=0)
+  # The authors' CIFAR ReviewKD weight for the pair; its ramp is the student-wide one
+  # (20 of 240 epochs in mdistiller: about cifar_config's 10%).
+  cfg.methods.reviewkd.review_weight = REVIEWKD_CIFAR_WEIGHT.get((teacher, student), 1.0)
+  # CTKD's curriculum: lambda reaches -1 after 10 of the authors' 240 epochs.
+  cfg.methods.ctkd.reversal_epochs = max(1, round(10 * cfg.student.epochs / 240))
   # KRDistill and LTKD keep the student-wide ramp (cifar_config).
   return cfg
 

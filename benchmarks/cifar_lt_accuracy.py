@@ -43,18 +43,18 @@ ROWS = [
     ("BKD", "bkd", {}),
     ("DKD", "dkd", {}),
     ("LRD only", "krd", {"use_rrd": False}),
-    ("RRD only", "krd", {"use_lrd": False}),
+    ("RRD only", "krd", {"use_rrd": True, "use_lrd": False}),
     ("LRD without swap", "krd", {"use_rrd": False, "swap": False}),
     # tau acts only where no fitted tau replaces it: tau_from="fixed" (with "auto" and a
     # validation split the fitted tau would run instead, and the row would be mislabelled).
     ("LRD without prior correction", "krd", {"use_rrd": False, "tau_from": "fixed", "tau": 0.0}),
     ("logit-adjusted CE (no teacher)", "logit_adjusted", {}),
     ("KD from a logit-adjusted teacher", "kd", {}),
-    ("KRDistill + logit-adjusted CE", "krd", {"ce": "logit_adjusted"}),
+    ("KRDistill with plain CE", "krd", {"ce": "ce"}),
     ("KRDistill rho=1", "krd", {"rho": 1.0}),
-    ("KRDistill lam=0", "krd", {"lam": 0.0}),
+    ("KRDistill + RRD, lam=0", "krd", {"use_rrd": True, "lam": 0.0}),
     ("KRDistill tau=2", "krd", {"tau_from": "fixed", "tau": 2.0}),
-    ("KRDistill random ETF", "krd", {"anchor": "random"}),
+    ("KRDistill + RRD, random ETF", "krd", {"use_rrd": True, "anchor": "random"}),
 ]
 # Rows whose teacher is trained with logit adjustment instead of plain CE.
 LA_TEACHER_ROWS = ("KD from a logit-adjusted teacher",)
@@ -183,6 +183,29 @@ def train_teacher(args, ds, loss: str):
   return exp
 
 
+def row_config(exp_cfg, method: str, overrides: dict, seed: int, dtype: str):
+  """A row's run config, through the CLI's checks: a bad value, or an override that
+  would not act (a row that would train KRDistill's default under another label), is
+  refused (validate.InputError)."""
+  from krd_jax import runs
+  from krd_jax import validate
+  run_cfg = runs.with_method(exp_cfg, method).unlock()
+  run_cfg.seed = seed
+  run_cfg.compute_dtype = dtype
+  run_cfg.methods[method].update(overrides)
+  run_cfg.lock()
+  validate.check_config(run_cfg, "student")
+  validate.check_knobs_act(run_cfg, [method], [f"methods.{method}.{k}" for k in overrides])
+  return run_cfg
+
+
+def check_rows(args) -> None:
+  """Every row of the queue checked before anything trains."""
+  cfg = teacher_config(args, "ce")
+  for _, method, overrides, seed, dtype in work_queue(args.seeds, args.queue):
+    row_config(cfg, method, overrides, seed, dtype)
+
+
 def run_students(args, ds) -> None:
   """This worker's share of the queue (every N-th item), skipping finished runs."""
   import jax
@@ -202,11 +225,8 @@ def run_students(args, ds) -> None:
     if loss not in experiments:
       experiments[loss] = train_teacher(args, ds, loss)
     exp = experiments[loss]
-    run_cfg = runs.with_method(exp.cfg, method).unlock()
-    run_cfg.seed = seed
-    run_cfg.compute_dtype = dtype
+    run_cfg = row_config(exp.cfg, method, overrides, seed, dtype).unlock()
     run_cfg.teacher.checkpoint = exp.teacher_dir
-    run_cfg.methods[method].update(overrides)
     run_cfg.lock()
     t0 = time.time()
     run_dir = os.path.join(args.workdir, "students", f"{label}_s{seed}".replace(" ", "_"))
@@ -225,6 +245,7 @@ def run_students(args, ds) -> None:
 
 def run(args) -> None:
   import jax
+  check_rows(args)
   ds = load(args.folder, args.val_per_class, args.n_max)
   print(f"{ds.name}: {len(ds.train_labels)} train {ds.train_counts.tolist()}, "
         f"{len(ds.val_labels)} val, {len(ds.test_labels)} test; {jax.devices()[0]}",

@@ -11,7 +11,7 @@
 #   device run: bash benchmarks/gpu_throughput.sh       (at most 9.5 minutes on one H200)
 # Results land in $OUT: device.txt, step_*.log, step_throughput.jsonl, parallel_seeds.jsonl.
 # Not covered here (no TensorFlow there): the tf.data input side, which
-# benchmarks/input_cores.py (images/s per host core) and data_throughput.py measure on a
+# benchmarks/input_cores.py (retired, git show 177365d:benchmarks/input_cores.py; images/s per host core) and data_throughput.py measure on a
 # host with TensorFlow; step 5's ResNet-50 -> ResNet-18 img/s over input_cores' rate per
 # core is the number of host cores this GPU needs.
 source "$(dirname "$0")/gpu_env.sh"

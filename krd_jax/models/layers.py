@@ -60,7 +60,8 @@ class Conv(nn.Module):
   are XLA's own on every backend: on CPU, compiled with the library's options (XLA's
   own convolution emitter, `train.steps.CPU_COMPILER_OPTIONS`), its kernel gradient made
   the whole step 1.03-1.28x faster than the patch-matrix product this layer used to
-  compute instead (benchmarks/conv_grad_variants.py, RESULTS.md).
+  compute instead (RESULTS.md; the retired script:
+  git show 177365d:benchmarks/conv_grad_variants.py).
   """
   features: int
   kernel_size: int

@@ -162,3 +162,29 @@ def test_crd_state_is_checkpointed_and_resumes_bitwise(tmp_path):
   for key in ("params", "method_state"):
     for x, y in zip(jax.tree.leaves(final[key]), jax.tree.leaves(resumed[key])):
       assert np.asarray(x).tobytes() == np.asarray(y).tobytes(), key
+
+
+def test_a_next_state_of_another_shape_or_dtype_is_refused_at_trace_time():
+  """The step holds a method's next state to its current one's tree, shapes and dtypes
+  (chex, at trace time): anything else would recompile and break its checkpoints."""
+  import optax
+  from krd_jax.methods import base
+  from krd_jax.train import state as state_lib
+  from krd_jax.train import steps as steps_lib
+  from krd_jax.models import create_model
+  model = create_model("mlp", 3, width=4)
+  variables = state_lib.init_variables(model, (2, 2, 1), jax.random.PRNGKey(0))
+  tx = optax.sgd(0.1)
+  batch = {"label": jnp.zeros((2,), jnp.int32), "index": jnp.arange(2, dtype=jnp.int32)}
+  x = jnp.zeros((2, 2, 2, 1))
+  for bad in (lambda s: s.astype(jnp.int32), lambda s: jnp.zeros((3,)),
+              lambda s: {"count": s}):
+    ce = base.student_ce(np.array([2, 1, 1]))
+    objective = base.StudentObjective(
+        lambda out, scale: base.total(ce(out), {}, scale), needs_teacher=False,
+        init_state=lambda rng, ex: jnp.zeros((2,)), next_state=lambda out, bad=bad: bad(out.state))
+    update = steps_lib.make_student_update(model, objective, tx, 0)
+    state = state_lib.create_state({"model": variables["params"]}, {}, tx,
+                                   method_state=jnp.zeros((2,)))
+    with pytest.raises(AssertionError):
+      jax.jit(update)(state, x, batch, steps_lib.TeacherOutputs(), jax.random.PRNGKey(0))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import chex
 import flax.linen as nn
 import flax.struct
 import jax
@@ -190,8 +191,12 @@ def make_student_update(model: nn.Module, objective: methods.StudentObjective,
           step=state.step, student_stages=stages, teacher_stages=teacher.stages,
           indices=batch.get("index"), rng=method_rng, state=state.method_state)
       loss, parts = objective.fn(outputs, distill_scale)
-      new_state = (None if objective.next_state is None else
-                   jax.lax.stop_gradient(objective.next_state(outputs)))
+      new_state = None
+      if objective.next_state is not None:
+        new_state = jax.lax.stop_gradient(objective.next_state(outputs))
+        # At trace time: a state that changed its tree, shapes or dtypes would recompile
+        # the step and no longer match its checkpoints.
+        chex.assert_trees_all_equal_shapes_and_dtypes(new_state, state.method_state)
       return loss, (logits, batch_stats, parts, new_state)
 
     (loss, (logits, batch_stats, parts, method_state)), grads = jax.value_and_grad(

@@ -188,3 +188,25 @@ def test_a_next_state_of_another_shape_or_dtype_is_refused_at_trace_time():
                                    method_state=jnp.zeros((2,)))
     with pytest.raises(AssertionError):
       jax.jit(update)(state, x, batch, steps_lib.TeacherOutputs(), jax.random.PRNGKey(0))
+
+
+def test_contrast_loss_gradient_against_central_differences():
+  """d loss / d embedding through the scores, against the float64 reference."""
+  r = np.random.default_rng(7)
+  e, bank = _unit(r.normal(size=(B, D))), _unit(r.normal(size=(N, D)))
+  idx = r.integers(0, N, (B, K + 1))
+  z = 3.0  # a fixed normalisation constant (Z is a constant after the first step)
+
+  def reference(x):
+    scores = np.exp(np.einsum("bkd,bd->bk", bank[idx], x) / 0.07) / z
+    return np_contrast_loss(scores, N).mean()
+
+  got = jax.grad(lambda x: contrastive.contrast_loss(
+      contrastive.contrast_scores(x, bank, idx, 0.07) / z, N).mean())(jnp.asarray(e, jnp.float32))
+  want = np.zeros_like(e)
+  for i in np.ndindex(e.shape):
+    up, down = e.copy(), e.copy()
+    up[i] += 1e-6
+    down[i] -= 1e-6
+    want[i] = (reference(up) - reference(down)) / 2e-6
+  np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-4 * np.abs(want).max())

@@ -125,3 +125,16 @@ def test_fusion_matches_a_pytorch_abf_written_from_the_authors_description():
   for got, ref in zip(fused, want):
     np.testing.assert_allclose(np.asarray(got), ref.permute(0, 2, 3, 1).numpy(), rtol=2e-4,
                                atol=2e-5)
+
+
+def test_hcl_gradient_against_central_differences():
+  r = np.random.default_rng(9)
+  s, t = r.normal(size=(2, 4, 4, 2)), r.normal(size=(2, 4, 4, 2))
+  got = jax.grad(lambda x: review.hcl_loss(x, t).mean())(jnp.asarray(s, jnp.float32))
+  want = np.zeros_like(s)
+  for i in np.ndindex(s.shape):
+    up, down = s.copy(), s.copy()
+    up[i] += 1e-6
+    down[i] -= 1e-6
+    want[i] = (np_hcl(up, t).mean() - np_hcl(down, t).mean()) / 2e-6
+  np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-6)

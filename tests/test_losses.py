@@ -683,13 +683,13 @@ def test_registry_names():
       ["ce", "cb_ce", "ldam", "logit_adjusted", "balanced_softmax"])
   assert methods.names() == sorted(
       ["ce", "logit_adjusted", "balanced_softmax", "kd", "dkd", "bkd", "krd", "ltkd",
-       "fitnet"])
+       "fitnet", "at", "pkt", "rkd", "crd", "reviewkd", "dist", "lskd", "ctkd"])
 
 
 @pytest.mark.parametrize("call, match", [
     (lambda n: losses.teacher_loss("focal", n), r"allowed: \['balanced_"),
     (lambda n: losses.teacher_loss("ldam", n, margin=1), r"allowed: \['max_"),
-    (lambda n: methods.objective("kdd", n), r"allowed: \['balanced_"),
+    (lambda n: methods.objective("kdd", n), r"allowed: \['at', 'balanced_"),
     (lambda n: methods.objective("kd", n, alpha=1), "kd_weight"),
     (lambda n: methods.objective("krd", n, use_rrd=True), "anchors"),
     (lambda n: methods.objective("krd", n, use_rrd=False, ce="la"),

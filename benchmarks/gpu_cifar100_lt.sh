@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 24's GPU reproduction in one call (no TensorFlow needed): CIFAR-100-LT IF = 100,
+# The 200-epoch CIFAR-100-LT reproduction in one call (no TensorFlow needed): CIFAR-100-LT IF = 100,
 # ResNet-32x4 -> ResNet-8x4 at the 200-epoch recipe, every student method from one
 # teacher kind (and KRDistill's decoupled LRD beside its KL one: eight students, one
 # cohort), beside the LTKD paper's numbers (benchmarks/cifar100_lt_reproduction.py).

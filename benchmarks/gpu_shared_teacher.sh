@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 23's GPU measurement in one run (no TensorFlow needed): the 7-method x 1-seed
+# A sweep's time with one teacher pass per step, on a GPU, in one run (no TensorFlow needed): the 7-method x 1-seed
 # sweep, each student alone against one cohort that runs the teacher once per step, and
 # against PyTorch at its best (benchmarks/shared_teacher.py); first the cohort's parts
 # (teacher forward, a student step without teacher, a KD step). Records are appended as

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 14's GPU measurements in one run (no TensorFlow on the GPU image): the step
+# The GPU step-throughput measurements in one run (no TensorFlow on the GPU image): the step
 # against every PyTorch variant in float32 and bf16, throughput against batch size, and
 # seeds in parallel. Every record is appended as it finishes, so a timeout keeps the
 # rest.

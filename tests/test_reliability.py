@@ -1,6 +1,6 @@
 """Reliability: runs survive interruption and corruption, bad input is refused cleanly.
 
-Real processes, real files, small configs (issue 6). The kill test chains one run
+Real processes, real files, small configs: a run survives kills, preemption and corrupt or full-disk writes. The kill test chains one run
 through six SIGKILLs (mid-epoch, inside a checkpoint write twice, between the
 teacher's final save and its metadata, before a student's final.json), one SIGTERM,
 a silently garbled checkpoint, a garbled teacher and two broken data caches, and

@@ -4,12 +4,14 @@ The pair the LTKD paper's table reports, ResNet-32x4 -> ResNet-8x4, 200 epochs e
 (krd_jax/configs/cifar100_lt.py: SGD 0.1 / 0.05, batch 128, 5 warm-up epochs, lr x0.1
 at epochs 160 and 180, crop + flip; KD, DKD and BKD at their authors' settings), on
 LDAM-DRW's 10,847 training images and the balanced 10,000 test images. Every student
-method (CE, KD, DKD, BKD, LTKD, KRDistill, logit-adjusted CE) from each teacher kind
-(plain CE, and logit-adjusted CE), and KRDistill a second time with its logit-rectified
-loss decoupled as DKD does (`methods.krd.lrd_form=decoupled`, the non-target weight at
-DKD's beta for this pair, 8, untuned: the CPU screens' open question, benchmarks/
-RESULTS.md), the eight students of one seed trained as one cohort that runs the teacher
-once per step (krd_jax.ablate.run_sweep).
+method (CE, logit-adjusted CE and every distiller: KD, DKD, BKD, LTKD, FitNet, AT, PKT,
+RKD, CRD, ReviewKD, DIST, KD + logit standardization, CTKD, KRDistill) from each teacher
+kind (plain CE, and logit-adjusted CE), and KRDistill a second time with its
+logit-rectified loss decoupled as DKD does (`methods.krd.lrd_form=decoupled`, the
+non-target weight at DKD's beta for this pair, 8, untuned: the CPU screens' open
+question, benchmarks/RESULTS.md), the seventeen students of one seed trained as one
+cohort that runs the teacher (logits, features, stage maps) once per step
+(krd_jax.ablate.run_sweep).
 
 No validation split: the published setting has none, so KRDistill runs at its fixed
 tau = 1 (tau_from="auto" without a validation split), and each student's post-hoc
@@ -29,10 +31,11 @@ fixed tau = 1; nothing is chosen on the test set.
 
 Expected runtime: not measured yet (no GPU session has run it). Estimated from the
 H200 step rates of benchmarks/RESULTS.md (a KD step 17.6k images/s at batch 64: 2 min
-per 200-epoch KD student alone): about 5-6 minutes per teacher and 7-10 per cohort of
-eight students on one H100 or H200, 12-16 minutes for one teacher kind and one seed:
-at or over one session's 15 minutes of device time, so plan two sessions per teacher
-kind. Run the same command again on the same warm machine and finished runs are
+per 200-epoch KD student alone): about 5-6 minutes per teacher and 15-25 per cohort of
+seventeen students on one H100 or H200 (CRD and ReviewKD cost more than a KD student:
+benchmarks/distiller_cost.py), 20-30 minutes for one teacher kind and one seed: over one
+session's 15 minutes of device time, so plan two or three sessions per teacher kind
+(`--methods` narrows a session's cohort). Run the same command again on the same warm machine and finished runs are
 reused, an interrupted one resumes; checkpoints stay on the machine, so a fresh one
 starts over.
 """
@@ -48,7 +51,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-METHODS = ("ce", "kd", "dkd", "bkd", "ltkd", "krd", "logit_adjusted")
+METHODS = ("ce", "kd", "dkd", "bkd", "ltkd", "krd", "logit_adjusted", "fitnet", "at", "pkt",
+           "rkd", "crd", "reviewkd", "dist", "lskd", "ctkd")
 TEACHER_LOSSES = {"ce": "ce", "la": "logit_adjusted"}
 LRD_FORMS = ("kl", "decoupled")  # KRDistill's logit-rectified loss: the paper's, and ours
 MAX_CARRY_MIB = 64  # what the device tool carries to a GPU machine
@@ -61,6 +65,7 @@ PUBLISHED = {
     "kd": {"balanced": 42.48, "few": 13.38},
     "dkd": {"balanced": 46.11, "few": 13.25},
     "ltkd": {"balanced": 51.08, "few": 27.21},
+    "reviewkd": {"balanced": 45.91, "few": 15.09},
 }
 PUBLISHED_SOURCE = ("LTKD paper (arXiv 2506.18496), table for ResNet-32x4 -> ResNet-8x4 on "
                     "CIFAR-100-LT IF 100, CE teacher, as quoted by third-party notes")
@@ -111,7 +116,7 @@ def run(args) -> None:
         f"{len(ds.train_labels)} training images", flush=True)
   result = ablate.run_sweep(
       base_config(args.workdir, args.epochs, args.pair, args.dtype), grid(args.teachers),
-      METHODS, range(args.seeds), args.workdir, args.out, data=ds)
+      args.methods.split(","), range(args.seeds), args.workdir, args.out, data=ds)
   print(result["table"])
   summarize(os.path.join(args.out or args.workdir, "summary.csv"))
 
@@ -155,6 +160,9 @@ def main() -> None:
   parser.add_argument("--arrays", metavar="NPZ", help="the dataset file --prepare wrote")
   parser.add_argument("--teachers", default="ce,la", help="teacher kinds: ce, la or both")
   parser.add_argument("--seeds", type=int, default=1, help="student seeds 0 .. N-1")
+  parser.add_argument("--methods", default=",".join(METHODS),
+                      help="the students (default every method; fewer per session fit a "
+                           "session's device time, the same workdir gathers them)")
   parser.add_argument("--epochs", type=int, default=200)
   parser.add_argument("--pair", help="teacher:student models (default the published pair)")
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))

@@ -20,8 +20,8 @@ def _reproduction():
   return module
 
 
-def test_the_published_pair_trains_eight_students_per_teacher_in_one_cohort(tmp_path):
-  """Both teacher kinds x both LRD forms x the seven methods is 28 planned runs but 14
+def test_the_published_pair_trains_every_distiller_per_teacher_in_one_cohort(tmp_path):
+  """Both teacher kinds x both LRD forms x the sixteen methods is 64 planned runs but 32
   students: the methods that do not read lrd_form are one run in both of a teacher's
   cells, the teacher-free ones (CE, logit-adjusted CE) one run in all four; each
   teacher's students form one cohort (one teacher pass per step), the teacher-free
@@ -31,10 +31,10 @@ def test_the_published_pair_trains_eight_students_per_teacher_in_one_cohort(tmp_
   assert (base.teacher.model, base.student.model) == ("resnet32x4", "resnet8x4")
   runs = planning.plan(base, parse_grid(repro.grid("ce,la"), base), repro.METHODS, [0],
                        str(tmp_path))
-  assert len(runs) == 28 and len({r.run_dir for r in runs}) == 14
+  assert len(runs) == 64 and len({r.run_dir for r in runs}) == 32
   groups = sweep.cohorts(runs)
-  assert [len(g) for g in groups] == [8, 6]
-  assert len({r.run_dir for g in groups for r in g}) == 14
+  assert [len(g) for g in groups] == [17, 15]
+  assert len({r.run_dir for g in groups for r in g}) == 32
   for group in groups:
     assert len({r.teacher_dir for r in group if r.teacher_dir}) == 1
     krd = [r.cfg.methods.krd for r in group if r.method == "krd"]

@@ -210,3 +210,46 @@ def test_contrast_loss_gradient_against_central_differences():
     down[i] -= 1e-6
     want[i] = (reference(up) - reference(down)) / 2e-6
   np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-4 * np.abs(want).max())
+
+
+def test_seeds_vmapped_carry_each_seeds_banks_as_solo_runs_do(tmp_path):
+  """The vmapped seed group threads method state the way a solo run does (one list of a
+  member's fields): two CRD seeds in one program end where each ends alone, banks too."""
+  import ml_collections
+  from krd_jax import runs
+  from krd_jax.train import checkpoints as ckpt_lib
+  from krd_jax.train import seeds as seeds_lib
+  from krd_jax.train import student as student_lib
+  from krd_jax.train import teacher as teacher_lib
+  from test_train import _config, _tiny_dataset
+  ds = _tiny_dataset()
+  base = ml_collections.ConfigDict(_config(tmp_path / "cfg", model="mlp", method="crd",
+                                           epochs=1).to_dict())
+  base.methods.crd.negatives = 16
+  cfgs = []
+  for seed in (0, 1):
+    cfg = ml_collections.ConfigDict(base.to_dict())
+    cfg.seed = seed
+    cfgs.append(cfg.lock())
+  mesh = runs.make_mesh(cfgs[0])
+  teacher = teacher_lib.train_teacher(cfgs[0], ds, mesh, str(tmp_path / "teacher"))
+  seeds_lib.train_students_parallel(cfgs, ds, mesh, teacher,
+                                    [str(tmp_path / f"s{i}") for i in (0, 1)],
+                                    str(tmp_path / "group"))
+
+  def latest(run_dir):
+    saved = ckpt_lib.RunCheckpoints(str(run_dir / "checkpoints"))
+    state = saved.manager.restore(saved.latest_step)["state"]
+    saved.close()
+    return state
+
+  group = latest(tmp_path / "group")
+  for i, cfg in enumerate(cfgs):
+    student_lib.train_student(cfg, ds, mesh, teacher, str(tmp_path / f"solo{i}"))
+    solo = latest(tmp_path / f"solo{i}")
+    for key in ("params", "method_state"):
+      for a, b in zip(jax.tree.leaves(seeds_lib.unstack(group[key], i)),
+                      jax.tree.leaves(solo[key])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-5, err_msg=key)
+  assert not np.allclose(group["method_state"]["memory_s"][0],
+                         group["method_state"]["memory_s"][1])

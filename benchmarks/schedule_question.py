@@ -78,7 +78,7 @@ def main() -> None:
                ("val_balanced", "balanced", "post_hoc_val_balanced", "post_hoc_balanced")]
       if cells[0] is None:
         continue
-      shown = [f"{m:.1f} ± {s:.1f}" for m, s, _ in cells]
+      shown = [f"{m:.1f}" + (f" ± {s:.1f}" if n > 1 else "") for m, s, n in cells]
       print(f"| {data} | {title} | {epochs} | {cells[0][2]} | " + " | ".join(shown) + " |")
   datasets = sorted({d for d, *_ in SOURCES})
   fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 4 * len(datasets)), squeeze=False)

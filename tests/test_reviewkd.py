@@ -55,7 +55,8 @@ def test_fusion_modules_are_built_from_the_stage_shapes_and_the_objective_sums_h
   out = _example(r)
   objective = methods.objective("reviewkd", np.array([10, 5, 2]), review_weight=5.0)
   shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), out)
-  params = objective.init_params(jax.random.PRNGKey(0), shapes)
+  # jit: one compile instead of op-by-op dispatch of every layer's initialisation.
+  params = jax.jit(lambda rng: objective.init_params(rng, shapes))(jax.random.PRNGKey(0))
   assert sorted(params) == ["abf0", "abf1", "abf2", "abf3"]
   # Middle width min(512, student pooled width 32); each output at the teacher's width.
   assert params["abf0"]["Conv_0"]["kernel"].shape == (1, 1, 32, 32)

@@ -12,9 +12,10 @@ An objective is `fn(outputs: StudentOutputs, distill_scale) -> (loss, metrics)`;
 `distill_scale` in [0, 1] multiplies every distillation term (the linear warm-up,
 `losses.warmup_scale`, computed in the step). The objective declares what it reads
 beyond logits, pooled features and labels: named stage maps of student and teacher
-(`student_stages`, `teacher_stages`), the batch's sample indices (`reads_indices`), a
-key (`reads_rng`). A method may own trainable parameters besides the student's
-(KRDistill's projector, FitNet's regressor, ReviewKD's fusion modules): `init_params`
+(`student_stages`, `teacher_stages`) and a key (`reads_rng`); a method that reads the
+batch's sample indices says so with `Method.sample_indices`. A method may own trainable
+parameters besides the student's (KRDistill's projector, FitNet's regressor, ReviewKD's
+fusion modules): `init_params`
 makes them from the shapes of one batch's outputs (`StudentOutputs` of
 `jax.ShapeDtypeStruct`s, one `eval_shape` pass), the train step keeps them beside the
 student's and hands them back to `fn` as `StudentOutputs.params`. A method may keep
@@ -99,7 +100,6 @@ class StudentObjective(NamedTuple):
       the outputs before the update; never differentiated).
     student_stages, teacher_stages: the stage maps fn reads (`krd_jax.models.
       stage_names`), collected only where asked.
-    reads_indices: fn reads `outputs.indices` (a source with stable sample indices).
     reads_rng: fn reads `outputs.rng`.
   """
   fn: Callable[[StudentOutputs, Array], tuple[Array, Metrics]]
@@ -109,7 +109,6 @@ class StudentObjective(NamedTuple):
   next_state: Callable[[StudentOutputs], Any] | None = None
   student_stages: tuple[str, ...] = ()
   teacher_stages: tuple[str, ...] = ()
-  reads_indices: bool = False
   reads_rng: bool = False
 
 

@@ -87,7 +87,7 @@ def build(counts, crd_weight, ce_weight, embed_dim, negatives, temperature, mome
 
   return base.StudentObjective(fn, needs_teacher=True, init_params=init_params,
                                init_state=init_state, next_state=next_state,
-                               reads_indices=True, reads_rng=True)
+                               reads_rng=True)
 
 
 def constants(hparams, context):

@@ -322,7 +322,8 @@ def make_feature_sum_step(model: nn.Module, preprocess: Callable, num_classes: i
 # XLA:CPU (jax 0.10.2) hands convolutions to YNNPACK by default; its own emitter runs this
 # library's convolutions faster, 1.08-1.16x on the resnet32 -> resnet8 KD step and
 # 1.23-1.38x on resnet32x4 -> resnet8x4 (two same-process A/Bs, 2-core Xeon with AVX-512:
-# RESULTS.md; the retired script: git show 177365d:benchmarks/xla_cpu_options.py). Dots and reductions stay with YNNPACK.
+# RESULTS.md; the retired script: git show 177365d:benchmarks/xla_cpu_options.py).
+# Dots and reductions stay with YNNPACK.
 CPU_COMPILER_OPTIONS = {
     "xla_cpu_experimental_ynn_fusion_type":
         "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE",

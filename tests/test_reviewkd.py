@@ -85,8 +85,8 @@ def test_fusion_matches_a_pytorch_abf_written_from_the_authors_description():
   r = np.random.default_rng(1)
   out = _example(r)
   shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), out)
-  params = methods.objective("reviewkd", np.array([10, 5, 2])).init_params(
-      jax.random.PRNGKey(1), shapes)
+  objective = methods.objective("reviewkd", np.array([10, 5, 2]))
+  params = jax.jit(lambda rng: objective.init_params(rng, shapes))(jax.random.PRNGKey(1))
   levels = reviewkd._levels(out.student_stages, reviewkd.STUDENT_STAGES, out.student_features)
   fused, _ = reviewkd.ReviewFusion(32, [16, 32, 64, 64]).apply(
       {"params": params}, levels, mutable=["batch_stats"])

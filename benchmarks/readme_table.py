@@ -42,16 +42,28 @@ def _stat(rows, key):
   return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def row_name(row: dict) -> str:
+  """A row's method, with the knobs a grid gave it where the raw file has them:
+  "dkd (beta=2)"; "krd" alone is KRDistill at its defaults."""
+  return f"{row['method']} ({row['knobs']})" if row.get("knobs") else row["method"]
+
+
+def title(name: str) -> str:
+  method, _, knobs = name.partition(" (")
+  knobs = knobs.replace("lrd_form=", "").replace(" nckd", ", nckd").replace("=", " ")
+  return TITLES.get(method, method) + (f" ({knobs}" if knobs else "")
+
+
 def chosen_forms(path: str, teacher_key: str, teacher: str) -> dict[str, dict]:
-  """method -> its validation-chosen form: {"post_hoc", "val", "test", "n"} (mean, std);
+  """row name -> its validation-chosen form: {"post_hoc", "val", "test", "n"} (mean, std);
   teacher-free rows (no teacher value) count with every teacher."""
   with open(os.path.join(RESULTS, path)) as f:
     rows = list(csv.DictReader(f))
   out = {}
-  for method in sorted({r["method"] for r in rows}):
-    mine = [r for r in rows if r["method"] == method and r[teacher_key] in (teacher, "")]
+  for method in sorted({row_name(r) for r in rows}):
+    mine = [r for r in rows if row_name(r) == method and r[teacher_key] in (teacher, "")]
     if method in ("ce", "logit_adjusted"):
-      mine = [r for r in rows if r["method"] == method] if not mine else mine
+      mine = [r for r in rows if row_name(r) == method] if not mine else mine
     if not mine or (method not in ("ce", "logit_adjusted") and
                     any(r[teacher_key] != teacher for r in mine)):
       continue
@@ -64,7 +76,7 @@ def chosen_forms(path: str, teacher_key: str, teacher: str) -> dict[str, dict]:
 
 
 def _cell(method: str, form: dict) -> str:
-  name = TITLES.get(method, method) + (" + post-hoc" if form["post_hoc"] else "")
+  name = title(method) + (" + post-hoc" if form["post_hoc"] else "")
   return f"{name} {form['test'][0]:.1f} ± {form['test'][1]:.1f} (val {form['val'][0]:.1f})"
 
 

@@ -1,0 +1,53 @@
+"""benchmarks/append_rows.py: a sweep's rows reach a raw file once each, with the knobs
+that acted on their method, and a file of other columns is refused."""
+
+import csv
+import importlib.util
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _module(name):
+  spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _sweep_rows():
+  """Two cells of a grid over DKD's beta: KD's one run is reported in both."""
+  rows = []
+  for cell, beta in enumerate(("1", "8")):
+    for method, run_dir in (("kd", "/w/kd_s0"), ("dkd", f"/w/dkd_s0_b{beta}")):
+      rows.append({"cell": str(cell), "methods.dkd.beta": beta, "method": method,
+                   "seed": "0", "status": "trained", "run_dir": run_dir, "balanced": "1.5"})
+  return rows
+
+
+def test_a_grids_shared_run_is_one_row_and_knobs_name_only_their_method(tmp_path):
+  append_rows, readme_table = _module("append_rows"), _module("readme_table")
+  raw = tmp_path / "raw.csv"
+  rows = append_rows.converted(_sweep_rows(), "ce", "a machine", "a command", "2026-12-07")
+  assert [(r["method"], r["knobs"]) for r in rows] == [("kd", ""), ("dkd", "beta=1"),
+                                                       ("dkd", "beta=8")]
+  assert append_rows.append(rows, str(raw)) == 3
+  assert append_rows.append(rows, str(raw)) == 0  # appending again adds nothing
+  with open(raw) as f:
+    saved = list(csv.DictReader(f))
+  assert [readme_table.row_name(r) for r in saved] == ["kd", "dkd (beta=1)", "dkd (beta=8)"]
+  assert saved[1]["machine"] == "a machine" and saved[1]["balanced"] == "1.5"
+  assert readme_table.title("krd (lrd_form=decoupled nckd_weight=4)") == \
+      "KRDistill (decoupled, nckd_weight 4)"
+
+
+def test_a_raw_file_of_other_columns_is_refused(tmp_path):
+  append_rows = _module("append_rows")
+  raw = tmp_path / "raw.csv"
+  raw.write_text("method,seed\nkd,0\n")
+  rows = append_rows.converted(_sweep_rows(), "ce", "m", "c", "d")
+  with pytest.raises(SystemExit, match="other columns"):
+    append_rows.append(rows, str(raw))
+  assert raw.read_text() == "method,seed\nkd,0\n"

@@ -1,6 +1,6 @@
 """PyTorch eager definitions of the CIFAR ResNets, for benchmarks and cross-checks.
 
-resnet8, resnet32, resnet8x4 and resnet32x4 with the architecture of CRD /
+resnet8, resnet14, resnet32, resnet8x4 and resnet32x4 with the architecture of CRD /
 mdistiller's `resnet.py`, layer for layer the same as `krd_jax.models.CifarResNet`
 (3x3 stem, three stages of basic blocks with strides 1, 2, 2, 1x1-conv + BN
 projection shortcuts where the shape changes, global average pooling, linear
@@ -25,6 +25,7 @@ from torch import nn
 # name -> (depth, (stem, stage1, stage2, stage3) widths)
 CONFIGS: dict[str, tuple[int, tuple[int, int, int, int]]] = {
     "resnet8": (8, (16, 16, 32, 64)),
+    "resnet14": (14, (16, 16, 32, 64)),
     "resnet32": (32, (16, 16, 32, 64)),
     "resnet8x4": (8, (32, 64, 128, 256)),
     "resnet32x4": (32, (32, 64, 128, 256)),

@@ -33,6 +33,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_reference  # noqa: E402
 
 
+TEACHER_FREE = ("ce", "logit_adjusted")
+
+
 def effective_number_weights(counts: np.ndarray, beta: float) -> np.ndarray:
   """(1 - beta) / (1 - beta^n), normalised to mean 1 (Cui et al. 2019)."""
   w = (1.0 - beta) / (1.0 - np.power(beta, counts))
@@ -161,8 +164,10 @@ def main() -> None:
     for k in range(spe):
       idx = order[k * r["batch"]:(k + 1) * r["batch"]]
       x = ((augment(images[idx], gen) / 255.0 - mean) / std).contiguous(memory_format=layout)
-      with torch.no_grad():
-        t_logits, _ = c_teacher(x)
+      t_logits = None
+      if args.method not in TEACHER_FREE:  # a CE run is a plain training script
+        with torch.no_grad():
+          t_logits, _ = c_teacher(x)
       s_logits, _ = c_student(x)
       loss = loss_fn(s_logits, t_logits, labels[idx], step)
       for group in opt.param_groups:

@@ -494,6 +494,36 @@ def test_forward_matches_torch(resnet8):
   np.testing.assert_allclose(np.asarray(logits), torch_logits.numpy(), atol=1e-4)
 
 
+def test_a_krd_jax_teacher_ported_to_torch_computes_the_same_logits(resnet8, tmp_path):
+  """benchmarks/time_to_table.py hands PyTorch the krd_jax teacher's weights
+  (torch_order), which torch_student.load_teacher reads: the same logits, BN statistics
+  included."""
+  torch, _ = _torch_reference()
+  spec = importlib.util.spec_from_file_location(
+      "time_to_table", ROOT / "benchmarks" / "time_to_table.py")
+  time_to_table = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(time_to_table)
+  import torch_student  # benchmarks/ is on the path now
+  model, variables = resnet8
+  r = np.random.RandomState(0)
+  # Running statistics a trained net could have (means near 0, variances about 1, each
+  # channel its own), so a mean swapped for a variance would show.
+  stats = traverse_util.flatten_dict(variables["batch_stats"])
+  stats = {k: (r.uniform(-0.2, 0.2, v.shape) if k[-1] == "mean" else
+               r.uniform(0.3, 2.0, v.shape)).astype(np.float32) for k, v in stats.items()}
+  variables = {"params": variables["params"],
+               "batch_stats": traverse_util.unflatten_dict(stats)}
+  np.savez(tmp_path / "teacher.npz", *time_to_table.torch_order(variables, 8))
+  ported = torch_student.load_teacher(str(tmp_path / "teacher.npz"), "resnet8", 100)
+  x = _batch("resnet8", batch=4)
+  logits, features = jax.jit(model.apply)(variables, x)
+  assert float(jnp.abs(features).max()) > 0.1  # the features reach the logits
+  with torch.no_grad():
+    torch_logits, torch_features = ported(torch.from_numpy(x.transpose(0, 3, 1, 2)))
+  np.testing.assert_allclose(np.asarray(features), torch_features.numpy(), atol=1e-4)
+  np.testing.assert_allclose(np.asarray(logits), torch_logits.numpy(), atol=1e-4)
+
+
 # ----------------------------------------------------------------------------- FLOPs
 
 

@@ -263,6 +263,14 @@ CASES = {
             temperature=2.0, nckd_weight=3.0),
         lambda a, n: ref_dkd(a["s"], ref_rectify(a["t"], a["y"], n, 0.5, True),
                              a["y"], 1.0, 3.0, 2.0)),
+    # Only the target-vs-rest term rectified; NCKD from the teacher as it is.
+    "logit_rectified_loss_target": (
+        lambda a, n: losses.logit_rectified_loss(
+            a["s"], a["t"], a["y"], priors.log_prior(n), tau=0.5,
+            temperature=2.0, nckd_weight=3.0, rectify_non_target=False),
+        lambda a, n: (ref_dkd(a["s"], ref_rectify(a["t"], a["y"], n, 0.5, True),
+                              a["y"], 1.0, 0.0, 2.0) +
+                      ref_dkd(a["s"], a["t"], a["y"], 0.0, 3.0, 2.0))),
     "rectify_teacher_features": (
         lambda a, n: losses.rectify_teacher_features(
             a["h"], a["y"], a["anchors"], a["center"], 0.3),
@@ -481,6 +489,28 @@ def test_decoupled_lrd_is_kl_where_the_non_target_weight_is_one_minus_p_target()
   p_target = np_softmax(rect / 4.0)[np.arange(len(y)), y]
   np.testing.assert_allclose(losses.logit_rectified_loss(s, t, y, lp),
                              tckd + (1 - p_target) * nckd, rtol=1e-4, atol=1e-5)
+
+
+def test_target_only_lrd_keeps_the_teachers_non_target_distribution():
+  """lrd_form="target": whatever the prior correction (tau) and the swap do to the
+  teacher, the non-target term is DKD's NCKD of the teacher's own logits; the target
+  term is the decoupled form's."""
+  arrays, counts = make_inputs(0, *SHAPES[1])
+  s, t, y = arrays["s"], arrays["t"], arrays["y"]
+  lp = priors.log_prior(counts)
+  raw_nckd = losses.dkd_loss(s, t, y, 0.0, 1.0, 4.0)
+  for tau, swap in ((0.0, False), (1.0, True), (2.0, True)):
+    tckd = losses.logit_rectified_loss(s, t, y, lp, tau=tau, swap=swap, nckd_weight=0.0)
+    for w in (1.0, 4.0):
+      got = losses.logit_rectified_loss(s, t, y, lp, tau=tau, swap=swap, nckd_weight=w,
+                                        rectify_non_target=False)
+      np.testing.assert_allclose(got, tckd + w * raw_nckd, rtol=1e-5, atol=1e-6)
+  # With nothing rectified (tau 0, no swap) it is the decoupled form itself.
+  np.testing.assert_allclose(
+      losses.logit_rectified_loss(s, t, y, lp, tau=0.0, swap=False, nckd_weight=2.0,
+                                  rectify_non_target=False),
+      losses.logit_rectified_loss(s, t, y, lp, tau=0.0, swap=False, nckd_weight=2.0),
+      rtol=1e-5, atol=1e-6)
 
 
 def test_baseline_special_cases():
@@ -785,6 +815,13 @@ STUDENT_CASES = {
         lambda a, n: (np.mean(np_ce(a["s"], a["y"])), {
             "lrd": np.mean(ref_dkd(a["s"], ref_rectify(a["t"], a["y"], n, 0.5, True),
                                    a["y"], 1.0, 2.0, 4.0))})),
+    "krd_lrd_target": (
+        "krd", lambda a: dict(use_rrd=False, ce="ce", tau=0.5, lrd_form="target",
+                              nckd_weight=2.0),
+        lambda a, n: (np.mean(np_ce(a["s"], a["y"])), {
+            "lrd": np.mean(ref_dkd(a["s"], ref_rectify(a["t"], a["y"], n, 0.5, True),
+                                   a["y"], 1.0, 0.0, 4.0) +
+                           ref_dkd(a["s"], a["t"], a["y"], 0.0, 2.0, 4.0))})),
     # tau fitted on val replaces tau; the teacher's logits are divided by the fitted
     # temperature (teacher_scale = 1 / s) before they are rectified.
     "krd_fitted_on_val": (

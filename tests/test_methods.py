@@ -300,8 +300,10 @@ def test_each_knob_declares_when_it_acts():
   assert krd.idle_unless("tau", {"use_lrd": False, "tau_from": "fixed"}, True) == \
       "use_lrd=True"
   assert krd.idle_unless("ce", {"use_lrd": False}, True) is None  # always acts
-  assert krd.idle_unless("nckd_weight", {}, True) == "lrd_form='decoupled'"
+  assert krd.idle_unless("nckd_weight", {}, True) == \
+      "lrd_form='decoupled' or lrd_form='target'"
   assert krd.idle_unless("nckd_weight", {"lrd_form": "decoupled"}, True) is None
+  assert krd.idle_unless("nckd_weight", {"lrd_form": "target"}, True) is None
   assert krd.idle_unless("lrd_form", {"use_lrd": False}, True) == "use_lrd=True"
   # Every knob of every method answers at its defaults, with and without a split.
   for name in methods.names():

@@ -73,14 +73,17 @@ def rectify_teacher_logits(teacher_logits: ArrayLike, labels: ArrayLike,
 def logit_rectified_loss(student_logits: ArrayLike, teacher_logits: ArrayLike,
                          labels: ArrayLike, log_prior: ArrayLike,
                          tau: float = 1.0, temperature: float = 4.0,
-                         swap: bool = True, nckd_weight: float | None = None) -> Array:
+                         swap: bool = True, nckd_weight: float | None = None,
+                         rectify_non_target: bool = True) -> Array:
   """LRD: T^2 KL(softmax(z~_t / T) || softmax(z_s / T)) per example.
 
   The KL is TCKD + (1 - p~_t) NCKD (Zhao et al. 2022, Eq. 7), where p~_t is the
   rectified teacher's tempered probability of the label: the more confident the
   rectified teacher, the less its non-target classes teach. With `nckd_weight` the
   two are decoupled as in DKD, TCKD + nckd_weight * NCKD, on the rectified teacher
-  (an option of ours, not the paper's).
+  (an option of ours, not the paper's); with `rectify_non_target=False` as well, only
+  the target-vs-rest term reads the rectified teacher and NCKD distils the teacher as it
+  is, its distribution over the non-target classes intact (ours too).
 
   Args:
     student_logits: [B, C].
@@ -91,6 +94,9 @@ def logit_rectified_loss(student_logits: ArrayLike, teacher_logits: ArrayLike,
     temperature: T > 0.
     swap: whether to apply the label-correcting swap.
     nckd_weight: None for the KL; a weight >= 0 for the decoupled form.
+    rectify_non_target: with `nckd_weight`, whether NCKD reads the rectified teacher
+      (True) or the teacher's own logits (False: neither the prior correction nor the
+      swap moves the non-target distribution). Ignored for the KL.
 
   Returns:
     float32 [B], >= 0.
@@ -103,6 +109,10 @@ def logit_rectified_loss(student_logits: ArrayLike, teacher_logits: ArrayLike,
   s = _common.as_f32(student_logits, "student_logits", rank=2)
   _common.like(teacher_logits, s, "teacher_logits", "student_logits")
   t = rectify_teacher_logits(teacher_logits, labels, log_prior, tau, swap)
+  if nckd_weight is not None and not rectify_non_target:
+    raw = _common.as_f32(teacher_logits, "teacher_logits", rank=2)
+    return (kd.dkd_loss(s, t, labels, 1.0, 0.0, temperature) +
+            kd.dkd_loss(s, raw, labels, 0.0, nckd_weight, temperature))
   if nckd_weight is not None:
     return kd.dkd_loss(s, t, labels, 1.0, nckd_weight, temperature)
   return _common.tempered_kl(s, t, temperature)

@@ -50,6 +50,14 @@ def _tau_acts(hparams, has_val_split: bool) -> str | None:
   return None
 
 
+def _decoupled_lrd_acts(hparams, has_val_split: bool) -> str | None:
+  """nckd_weight weighs LRD's non-target term, which only the decoupled forms have."""
+  del has_val_split
+  if hparams["lrd_form"] in ("decoupled", "target"):
+    return None
+  return "lrd_form='decoupled' or lrd_form='target'"
+
+
 PARAMS = {
     "alpha": base.weight(1.0, "weight of the representation-rectified term", _WITH_RRD),
     "beta": base.weight(1.0, "weight of the logit-rectified term", _WITH_LRD),
@@ -77,13 +85,16 @@ PARAMS = {
     "swap": base.Param(True, "label-correcting swap of the rectified teacher",
                        acts=_WITH_LRD),
     "temperature": base.temperature(acts=_WITH_LRD),
-    # "decoupled" distils the rectified teacher as DKD does (TCKD + nckd_weight NCKD):
-    # our option, not the paper's; the KL weighs the non-target classes by 1 - p_t.
-    "lrd_form": base.Param("kl", "LRD as the tempered KL, or decoupled into target and "
-                           "non-target terms (DKD's form)", choices=("kl", "decoupled"),
+    # "decoupled" distils the rectified teacher as DKD does (TCKD + nckd_weight NCKD);
+    # "target" rectifies only the target-vs-rest term and distils the non-target classes
+    # from the teacher as it is (what DKD + post-hoc adjustment keeps whole). Both ours,
+    # not the paper's; the KL weighs the non-target classes by 1 - p_t.
+    "lrd_form": base.Param("kl", "LRD as the tempered KL, decoupled into target and "
+                           "non-target terms (DKD's form), or decoupled with only the "
+                           "target term rectified", choices=("kl", "decoupled", "target"),
                            acts=_WITH_LRD),
     "nckd_weight": base.weight(8.0, "weight of LRD's non-target term (DKD's beta)",
-                               base.acts_with(lrd_form="decoupled")),
+                               _decoupled_lrd_acts),
     # The student's own CE term. "logit_adjusted" was chosen on the CIFAR-10-LT
     # validation split (benchmarks/RESULTS.md): with plain "ce", KRDistill does not
     # beat a logit-adjusted student that has no teacher.
@@ -131,7 +142,7 @@ def build(counts, alpha, beta, lam, rho, tau, swap, temperature, ce, use_rrd, us
       lrd = krdistill.logit_rectified_loss(
           out.student_logits, teacher_scale * base.need(out, "teacher_logits"), labels,
           log_prior, tau, temperature, swap,
-          nckd_weight if lrd_form == "decoupled" else None)
+          None if lrd_form == "kl" else nckd_weight, lrd_form != "target")
       terms["lrd"] = beta * long_tail.balanced_mean(lrd, labels, weights)
     return base.total(ce_fn(out), terms, distill_scale)
 

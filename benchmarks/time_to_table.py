@@ -57,15 +57,15 @@ def torch_order(variables: dict, depth: int) -> list[np.ndarray]:
   """A Flax CIFAR ResNet's variables in the order torch_reference's model registers its
   parameters, then its BN running statistics (conv kernels OIHW, the classifier (out,
   in)): the mapping tests/test_models.py checks logit for logit on resnet8."""
+  params, stats = _flat(variables["params"]), _flat(variables["batch_stats"])
   modules = [("conv1",), ("bn1",)]
   for stage in (1, 2, 3):
     for i in range((depth - 2) // 6):
       block = f"layer{stage}_{i}"
       modules += [(block, m) for m in ("conv1", "bn1", "conv2", "bn2")]
-      if (block, "downsample_conv", "kernel") in _flat(variables["params"]):
+      if (block, "downsample_conv", "kernel") in params:
         modules += [(block, "downsample_conv"), (block, "downsample_bn")]
   modules.append(("fc",))
-  params, stats = _flat(variables["params"]), _flat(variables["batch_stats"])
   is_bn = [m[-1].endswith("bn") or m[-1].startswith("bn") for m in modules]
   out = []
   for m, bn in zip(modules, is_bn):
@@ -83,8 +83,7 @@ def torch_order(variables: dict, depth: int) -> list[np.ndarray]:
 
 def _flat(tree: dict) -> dict:
   from flax import traverse_util
-  return {k[:-1] + (k[-1],): np.asarray(v)
-          for k, v in traverse_util.flatten_dict(jax.device_get(tree)).items()}
+  return {k: np.asarray(v) for k, v in traverse_util.flatten_dict(jax.device_get(tree)).items()}
 
 
 def export(cfg, teacher_dir: str, folder: str) -> tuple[str, str, dict]:

@@ -17,6 +17,10 @@ from __future__ import annotations
 import csv
 import os
 import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from krd_jax import methods  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 TITLES = {"krd": "KRDistill", "kd": "KD", "dkd": "DKD", "bkd": "BKD", "ltkd": "LTKD",
@@ -51,7 +55,8 @@ def row_name(row: dict) -> str:
 def title(name: str) -> str:
   method, _, knobs = name.partition(" (")
   knobs = knobs.replace("lrd_form=", "").replace(" nckd", ", nckd").replace("=", " ")
-  return TITLES.get(method, method) + (f" ({knobs}" if knobs else "")
+  name = TITLES.get(method) or methods.display_name(method)
+  return name + (f" ({knobs}" if knobs else "")
 
 
 def chosen_forms(path: str, teacher_key: str, teacher: str) -> dict[str, dict]:

@@ -285,6 +285,16 @@ def test_fitting_on_a_validation_split_that_is_not_there_is_refused_up_front():
   validate.check_config(cfg, "student")
 
 
+def test_acts_with_takes_a_tuple_as_any_of_its_values():
+  rule = methods.base.acts_with(form=("a", "b"), on=True)
+  assert rule({"form": "a", "on": False}, False) is None
+  assert rule({"form": "b", "on": False}, True) is None
+  assert rule({"form": "c", "on": True}, False) is None
+  assert rule({"form": "c", "on": False}, False) == "form='a' or form='b' or on=True"
+  # A tuple is a set of values, never a value itself.
+  assert methods.base.acts_with(form=("a",))({"form": ("a",)}, False) == "form='a'"
+
+
 def test_each_knob_declares_when_it_acts():
   krd = methods.get("krd")
   assert krd.idle_unless("lam", {}, False) == "use_rrd=True"

@@ -343,12 +343,21 @@ def need(out: StudentOutputs, field: str) -> Array:
 
 def acts_with(**settings: Any) -> ActsRule:
   """An `ActsRule`: the knob acts only where at least one of `settings` holds
-  (`acts_with(use_rrd=True, use_lrd=True)`: with either term on)."""
+  (`acts_with(use_rrd=True, use_lrd=True)`: with either term on). A tuple value holds
+  where the knob's setting is any of its items (`acts_with(lrd_form=("decoupled",
+  "target"))`)."""
+  def holds(value: Any, wanted: Any) -> bool:
+    return value in wanted if isinstance(wanted, tuple) else value == wanted
+
+  def describe(key: str, wanted: Any) -> str:
+    values = wanted if isinstance(wanted, tuple) else (wanted,)
+    return " or ".join(f"{key}={value!r}" for value in values)
+
   def rule(hparams: Mapping[str, Any], has_val_split: bool) -> str | None:
     del has_val_split
-    if any(hparams[key] == value for key, value in settings.items()):
+    if any(holds(hparams[key], wanted) for key, wanted in settings.items()):
       return None
-    return " or ".join(f"{key}={value!r}" for key, value in settings.items())
+    return " or ".join(describe(key, wanted) for key, wanted in settings.items())
   return rule
 
 

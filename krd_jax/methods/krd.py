@@ -36,6 +36,8 @@ from krd_jax.methods import base
 _WITH_RRD = base.acts_with(use_rrd=True)
 _WITH_LRD = base.acts_with(use_lrd=True)
 _WITH_ANY_TERM = base.acts_with(use_rrd=True, use_lrd=True)
+# nckd_weight weighs LRD's non-target term, which only the decoupled forms have.
+_WITH_DECOUPLED_LRD = base.acts_with(lrd_form=("decoupled", "target"))
 
 
 def _tau_acts(hparams, has_val_split: bool) -> str | None:
@@ -48,14 +50,6 @@ def _tau_acts(hparams, has_val_split: bool) -> str | None:
     return (f"tau_from='fixed' (with tau_from={hparams['tau_from']!r} the tau fitted on "
             "the validation split replaces it)")
   return None
-
-
-def _decoupled_lrd_acts(hparams, has_val_split: bool) -> str | None:
-  """nckd_weight weighs LRD's non-target term, which only the decoupled forms have."""
-  del has_val_split
-  if hparams["lrd_form"] in ("decoupled", "target"):
-    return None
-  return "lrd_form='decoupled' or lrd_form='target'"
 
 
 PARAMS = {
@@ -94,7 +88,7 @@ PARAMS = {
                            "target term rectified", choices=("kl", "decoupled", "target"),
                            acts=_WITH_LRD),
     "nckd_weight": base.weight(8.0, "weight of LRD's non-target term (DKD's beta)",
-                               _decoupled_lrd_acts),
+                               _WITH_DECOUPLED_LRD),
     # The student's own CE term. "logit_adjusted" was chosen on the CIFAR-10-LT
     # validation split (benchmarks/RESULTS.md): with plain "ce", KRDistill does not
     # beat a logit-adjusted student that has no teacher.

@@ -6,9 +6,9 @@ recipe) is run as a user runs it, each timed as wall time from launching the com
 its last result written:
   krd_jax   `python -m krd_jax.ablate ... --methods M --seeds 0,` in a fresh workdir holding a
             copy of the trained teacher (one cohort: the teacher runs once per step), with
-            XLA's persistent compilation cache off (the CLI's default: every run compiles)
-            and on (JAX_COMPILATION_CACHE_DIR set: the second run reads what the first
-            compiled).
+            XLA's persistent compilation cache off (JAX_COMPILATION_CACHE_DIR empty: every
+            run compiles; the CLI's default until 2026-12-07) and on (a fresh folder: the
+            second run reads what the first compiled; the CLI's default since).
   PyTorch   benchmarks/torch_student.py once per method, in turn (one process each, as
             the authors' repositories run), torch.compile + channels_last, the inductor
             cache as the previous run left it (run 2: warm).
@@ -180,8 +180,7 @@ def main() -> None:
                 [os.path.basename(sys.argv[0]), *sys.argv[1:]]),
             "jax": jax.__version__, "teacher_balanced": recipe["teacher_balanced"],
             "torch_teacher_balanced": recipe["torch_teacher_balanced"]}
-  env = dict(os.environ)
-  env.pop("JAX_COMPILATION_CACHE_DIR", None)
+  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR="")  # off
   cached = dict(env, JAX_COMPILATION_CACHE_DIR=os.path.join(root, "xla_cache"))
   # Runs outer, sides inner: each side's second run lies in the same stretch of time as
   # the other's (a shared machine drifts by tens of percent over an hour).

@@ -16,6 +16,9 @@ of range are refused before anything runs.
 Several processes (TPU pod workers, SLURM tasks) run the same command and train as
 one job: see --config.distributed.* (krd_jax/distributed.py) and the README.
 
+Compiled programs are cached in ~/.cache/krd_jax/xla (krd_jax/compile_cache.py): a rerun
+compiles nothing it compiled before. JAX_COMPILATION_CACHE_DIR= (empty) turns that off.
+
 Exit status:
   0    done
   2    bad input (config or data): one line naming the key and the allowed values;
@@ -265,7 +268,9 @@ def main() -> None:
   """The console script: absl's `app.run` with our parser and exit statuses."""
   import logging  # pylint: disable=g-import-not-at-top
   from absl import app  # pylint: disable=g-import-not-at-top
+  from krd_jax import compile_cache  # pylint: disable=g-import-not-at-top
   quiet_tensorflow()
+  compile_cache.use_persistent_compilation_cache()
 
   def run_parsed(parsed) -> None:
     # One format for our warnings and the libraries' (force: app.run installed absl's

@@ -16,7 +16,8 @@ Every cell x method x seed is one student run. Teachers are trained once per dis
 student of that configuration; seeds vary the students. Runs whose effective
 configuration is identical (e.g. the kd student of two cells that differ only in
 methods.krd.beta) are trained once and reported in each cell. Running the same command
-again skips finished runs and resumes an interrupted one from its last checkpoint.
+again skips finished runs and resumes an interrupted one from its last checkpoint, and
+reads back the programs an earlier process compiled (docs/cli.md).
 
 The students of one seed see the same batches and augmented views, so those that share
 data and teacher (every method, and every cell of a grid over method knobs) train as one

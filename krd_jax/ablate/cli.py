@@ -58,8 +58,10 @@ def _main(argv: list[str]) -> None:
 
 
 def main() -> None:
+  from krd_jax import compile_cache
   from krd_jax.tf_env import quiet_tensorflow
   quiet_tensorflow()
+  compile_cache.use_persistent_compilation_cache()
   from absl import app
   from absl import flags
   from ml_collections import config_flags

@@ -47,14 +47,29 @@ def grouped(teacher: str) -> dict[str, list[dict]]:
   return out
 
 
+def _family(name: str) -> str:
+  """A row's method with its non-numeric knobs, the rows one numeric sweep compares:
+  "krd (lrd_form=target nckd_weight=8.0)" -> "krd lrd_form=target"."""
+  method, _, knobs = name.partition(" (")
+  def numeric(value: str) -> bool:
+    try:
+      float(value)
+    except ValueError:
+      return False
+    return True
+  kept = [k for k in knobs.rstrip(")").split() if not numeric(k.partition("=")[2])]
+  return " ".join([method, *kept])
+
+
 def picks(forms: dict[str, dict]) -> set[str]:
-  """For each method swept over a knob, the setting whose chosen form validates best."""
+  """For each knob swept over numbers (DKD's beta; nckd_weight within one lrd_form), the
+  setting whose chosen form validates best."""
   best: dict[str, str] = {}
   for name, form in forms.items():
-    method = name.partition(" (")[0]
-    if name != method and (method not in best or
-                           form["val"][0] > forms[best[method]]["val"][0]):
-      best[method] = name
+    family = _family(name)
+    if name != name.partition(" (")[0] and (
+        family not in best or form["val"][0] > forms[best[family]]["val"][0]):
+      best[family] = name
   return set(best.values())
 
 

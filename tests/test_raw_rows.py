@@ -51,3 +51,15 @@ def test_a_raw_file_of_other_columns_is_refused(tmp_path):
   with pytest.raises(SystemExit, match="other columns"):
     append_rows.append(rows, str(raw))
   assert raw.read_text() == "method,seed\nkd,0\n"
+
+
+def test_the_table_picks_one_setting_per_swept_number_within_each_form():
+  table = _module("every_distiller_table")
+  val = {"krd": 17.0, "krd (lrd_form=decoupled nckd_weight=2.0)": 20.9,
+         "krd (lrd_form=decoupled nckd_weight=8.0)": 21.8,
+         "krd (lrd_form=target nckd_weight=4.0)": 19.2,
+         "krd (lrd_form=target nckd_weight=8.0)": 19.0,
+         "dkd (beta=2.0)": 16.0, "dkd (beta=8.0)": 17.5, "kd": 30.0}
+  forms = {name: {"val": (v, 0.0)} for name, v in val.items()}
+  assert table.picks(forms) == {"krd (lrd_form=decoupled nckd_weight=8.0)",
+                                "krd (lrd_form=target nckd_weight=4.0)", "dkd (beta=8.0)"}

@@ -194,6 +194,15 @@ def test_gradient_against_central_differences_of_the_reference(name):
   np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-5 * np.abs(want).max())
 
 
+def np_rectify(zt, y, counts):
+  """KRDistill's rectified teacher at tau 1: the prior removed, then the label's logit
+  swapped with the top one where they differ."""
+  z = zt - np.log(counts / counts.sum())
+  for i, (label, top) in enumerate(zip(y, z.argmax(1))):
+    z[i, label], z[i, top] = z[i, top], z[i, label]
+  return z
+
+
 # ------------------------------------------------------------ objectives and declarations
 
 
@@ -216,6 +225,12 @@ OBJECTIVE_CASES = {
                            "rkd_angle": 50 * np_rkd(a["fs"], a["ft"])[1].mean()}, 1.0),
     "dist": ({}, lambda a: dict(zip(("dist_inter", "dist_intra"),
                                     (x.mean() for x in np_dist(a["zs"], a["zt"])))), 1.0),
+    # KRDistill's relation form: DIST's terms against the rectified teacher (tau 1:
+    # z - log prior, then the label swap), plain CE for the student's own term.
+    "krd": ({"lrd_form": "relation", "ce": "ce", "tau_from": "fixed"},
+            lambda a: {"lrd": sum(x.mean() for x in np_dist(
+                a["zs"], np_rectify(a["zt"], a["y"], np.array([30, 20, 10, 5, 2]))))},
+            1.0),
     "lskd": ({}, lambda a: {"kd": 9 * np_kd(np_standardize(a["zs"]), np_standardize(a["zt"]),
                                             2.0).mean()}, 0.1),
     "kd": ({"standardize": True, "temperature": 2.0, "kd_weight": 9.0, "ce_weight": 0.1},

@@ -513,6 +513,37 @@ def test_target_only_lrd_keeps_the_teachers_non_target_distribution():
       rtol=1e-5, atol=1e-6)
 
 
+def test_relation_lrd_golden_and_zero_at_the_rectified_teacher():
+  """lrd_form="relation": DIST's Pearson terms between the student's tempered softmax and
+  the rectified teacher's, against float64 numpy; zero where the student's logits are the
+  rectified teacher's up to a shift per row; DIST itself with nothing rectified."""
+  arrays, counts = make_inputs(0, *SHAPES[1])
+  s, t, y = arrays["s"], arrays["t"], arrays["y"]
+  lp = priors.log_prior(counts)
+
+  def pearson(a, b):  # rows of a against rows of b
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean(1, keepdims=True)
+    return (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
+
+  for tau, swap, temperature in ((1.0, True, 4.0), (0.5, False, 2.0)):
+    inter, intra = losses.logit_rectified_relation_loss(s, t, y, lp, tau, temperature, swap)
+    ps = np_softmax(np.asarray(s, np.float64) / temperature)
+    pt = np_softmax(ref_rectify(np.asarray(t, np.float64), y, counts, tau, swap) /
+                    temperature)
+    np.testing.assert_allclose(inter, temperature**2 * (1 - pearson(ps, pt)),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(intra, temperature**2 * (1 - pearson(ps.T, pt.T)),
+                               rtol=1e-4, atol=1e-5)
+  rectified = losses.rectify_teacher_logits(t, y, lp)
+  for term in losses.logit_rectified_relation_loss(rectified + 3.0, t, y, lp):
+    # T^2 = 16 times 1 - rho, rho of 100 float32 probabilities: about 1e-4 off 1.
+    np.testing.assert_allclose(term, 0.0, atol=2e-3)
+  for got, want in zip(losses.logit_rectified_relation_loss(s, t, y, lp, 0.0, 4.0, False),
+                       losses.dist_loss(s, t, 4.0)):
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
 def test_baseline_special_cases():
   arrays, counts = make_inputs(0, *SHAPES[1])
   s, t, y = arrays["s"], arrays["t"], arrays["y"]

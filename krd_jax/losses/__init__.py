@@ -16,6 +16,7 @@ from krd_jax.losses.kd import dkd_loss
 from krd_jax.losses.kd import kd_loss
 from krd_jax.losses.kd import standardize_logits
 from krd_jax.losses.krdistill import logit_rectified_loss
+from krd_jax.losses.krdistill import logit_rectified_relation_loss
 from krd_jax.losses.krdistill import rectify_teacher_features
 from krd_jax.losses.krdistill import rectify_teacher_logits
 from krd_jax.losses.krdistill import representation_rectified_loss
@@ -63,6 +64,7 @@ __all__ = [
     "ldam_loss",
     "logit_adjusted_ce",
     "logit_rectified_loss",
+    "logit_rectified_relation_loss",
     "ltkd_loss",
     "pad_features",
     "rectify_teacher_features",

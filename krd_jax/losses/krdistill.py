@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from krd_jax.losses import _common
+from krd_jax.losses import correlation
 from krd_jax.losses import kd
 from krd_jax.priors import pad_features
 
@@ -21,6 +22,7 @@ ArrayLike = _common.ArrayLike
 
 __all__ = [
     "logit_rectified_loss",
+    "logit_rectified_relation_loss",
     "rectify_teacher_features",
     "rectify_teacher_logits",
     "representation_rectified_loss",
@@ -116,6 +118,42 @@ def logit_rectified_loss(student_logits: ArrayLike, teacher_logits: ArrayLike,
   if nckd_weight is not None:
     return kd.dkd_loss(s, t, labels, 1.0, nckd_weight, temperature)
   return _common.tempered_kl(s, t, temperature)
+
+
+def logit_rectified_relation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike,
+                                  labels: ArrayLike, log_prior: ArrayLike,
+                                  tau: float = 1.0, temperature: float = 4.0,
+                                  swap: bool = True) -> tuple[Array, Array]:
+  """LRD in DIST's relational form: the student's tempered probabilities matched to the
+  rectified teacher's by Pearson correlation, across classes per example (inter) and
+  across the batch per class (intra), rather than by their KL (ours, not the paper's).
+
+  Correlation ignores a scale and an offset of each row's (and column's) probabilities,
+  so the student copies how the rectified teacher's probabilities vary across the classes
+  and across the batch's examples, not their exact values.
+
+  Args:
+    student_logits: [B, C].
+    teacher_logits: [B, C].
+    labels: integer [B].
+    log_prior: [C], `priors.log_prior(counts)`.
+    tau: prior-correction strength.
+    temperature: T > 0.
+    swap: whether to apply the label-correcting swap.
+
+  Returns:
+    (inter [B], intra [C]), float32: `correlation.dist_loss` of the student against the
+    rectified teacher at unit weights; LRD is mean(inter) + mean(intra).
+
+  References:
+    docs/method.md, LRD; Huang, You, Wang, Qian, Xu 2022, "Knowledge Distillation from
+    A Stronger Teacher", eq. (5)-(9).
+  """
+  _common.check_temperature(temperature)
+  s = _common.as_f32(student_logits, "student_logits", rank=2)
+  _common.like(teacher_logits, s, "teacher_logits", "student_logits")
+  t = rectify_teacher_logits(teacher_logits, labels, log_prior, tau, swap)
+  return correlation.dist_loss(s, t, temperature)
 
 
 def rectify_teacher_features(teacher_features: ArrayLike, labels: ArrayLike,

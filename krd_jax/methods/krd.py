@@ -81,11 +81,14 @@ PARAMS = {
     "temperature": base.temperature(acts=_WITH_LRD),
     # "decoupled" distils the rectified teacher as DKD does (TCKD + nckd_weight NCKD);
     # "target" rectifies only the target-vs-rest term and distils the non-target classes
-    # from the teacher as it is (what DKD + post-hoc adjustment keeps whole). Both ours,
-    # not the paper's; the KL weighs the non-target classes by 1 - p_t.
+    # from the teacher as it is (what DKD + post-hoc adjustment keeps whole); "relation"
+    # matches the rectified teacher by DIST's correlations, not its KL (DIST + post-hoc
+    # led the every-distiller table's first seed). All ours, not the paper's; the KL
+    # weighs the non-target classes by 1 - p_t.
     "lrd_form": base.Param("kl", "LRD as the tempered KL, decoupled into target and "
-                           "non-target terms (DKD's form), or decoupled with only the "
-                           "target term rectified", choices=("kl", "decoupled", "target"),
+                           "non-target terms (DKD's form), decoupled with only the "
+                           "target term rectified, or DIST's inter- and intra-class "
+                           "correlations", choices=("kl", "decoupled", "target", "relation"),
                            acts=_WITH_LRD),
     "nckd_weight": base.weight(8.0, "weight of LRD's non-target term (DKD's beta)",
                                _WITH_DECOUPLED_LRD),
@@ -133,11 +136,18 @@ def build(counts, alpha, beta, lam, rho, tau, swap, temperature, ce, use_rrd, us
           labels, anchors, center, lam)
       terms["rrd"] = alpha * long_tail.balanced_mean(rrd, labels, weights)
     if use_lrd:
-      lrd = krdistill.logit_rectified_loss(
-          out.student_logits, teacher_scale * base.need(out, "teacher_logits"), labels,
-          log_prior, tau, temperature, swap,
-          None if lrd_form == "kl" else nckd_weight, lrd_form != "target")
-      terms["lrd"] = beta * long_tail.balanced_mean(lrd, labels, weights)
+      teacher = teacher_scale * base.need(out, "teacher_logits")
+      if lrd_form == "relation":
+        inter, intra = krdistill.logit_rectified_relation_loss(
+            out.student_logits, teacher, labels, log_prior, tau, temperature, swap)
+        # The intra-class term is one number per class, already a mean over classes.
+        lrd_mean = long_tail.balanced_mean(inter, labels, weights) + jnp.mean(intra)
+      else:
+        lrd = krdistill.logit_rectified_loss(
+            out.student_logits, teacher, labels, log_prior, tau, temperature, swap,
+            None if lrd_form == "kl" else nckd_weight, lrd_form != "target")
+        lrd_mean = long_tail.balanced_mean(lrd, labels, weights)
+      terms["lrd"] = beta * lrd_mean
     return base.total(ce_fn(out), terms, distill_scale)
 
   return base.StudentObjective(fn, needs_teacher=use_rrd or use_lrd,

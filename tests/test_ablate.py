@@ -328,3 +328,15 @@ def test_each_cohort_is_reported_as_it_ends(tmp_path, monkeypatch, capsys):
       "cohort of seed 1 starts", "[3/4] KRDistill (krd) seed 1, base config",
       "[4/4] KD seed 1, base config"]
   assert outcomes == [("trained", final)] * 4
+
+
+def test_methods_all_is_every_method_the_models_can_run():
+  from krd_jax import methods as methods_lib
+  from krd_jax.ablate.planning import every_method
+  chosen, left_out = every_method(_base())  # MLP student and teacher: no stage maps
+  assert sorted(left_out) == ["at", "fitnet", "reviewkd"]
+  assert "config.student.model='mlp' offers none" in left_out["fitnet"]
+  assert sorted(chosen + list(left_out)) == methods_lib.names()
+  conv = _base().unlock()
+  conv.student.model = conv.teacher.model = "resnet8"
+  assert every_method(conv.lock()) == (methods_lib.names(), {})

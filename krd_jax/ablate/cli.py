@@ -9,6 +9,7 @@ import sys
 from krd_jax import config as config_lib
 from krd_jax import configs
 from krd_jax.ablate.grid import parse_grid
+from krd_jax.ablate.planning import every_method
 from krd_jax.ablate.planning import plan
 from krd_jax.ablate.sweep import run_sweep
 
@@ -39,6 +40,10 @@ def _main(argv: list[str]) -> None:
   base = f.config
   workdir = f.workdir or f"{base.workdir}_ablate"
   methods = [m for m in f.methods.split(",") if m] if f.methods else [base.student.method]
+  if f.methods == "all":
+    methods, left_out = every_method(base)
+    for name, why in left_out.items():
+      print(f"--methods all leaves out {name}: {why}", flush=True)
   try:  # a bad grid, method or seed: one line, not a traceback
     grid = parse_grid(f.grid, base)
     seeds = _seeds(f.seeds, base.seed)
@@ -71,8 +76,9 @@ def main() -> None:
       "base configuration: a shipped recipe (NAME[:ARG]) or a config file (FILE[:ARG])",
       lock_config=True)
   flags.DEFINE_string("grid", "", 'axes "key=v1,v2 key2=v3,v4" (cartesian product)')
-  flags.DEFINE_string("methods", "", "comma-separated student methods "
-                      "(default: the config's student.method)")
+  flags.DEFINE_string("methods", "", "comma-separated student methods, or 'all' (every "
+                      "registered method the config's models and data can run; default: "
+                      "the config's student.method)")
   flags.DEFINE_string("seeds", "1", "number of seeds (from the config's seed on), or "
                       "a comma-separated list of seeds")
   flags.DEFINE_string("workdir", "", "teachers and runs (default: <config workdir>_ablate)")

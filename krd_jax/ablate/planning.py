@@ -72,6 +72,25 @@ class Run:
   teacher_dir: str | None
 
 
+def every_method(base: ml_collections.ConfigDict) -> tuple[list[str], dict[str, str]]:
+  """`--methods all`: every registered method the base config's models and data can run.
+
+  Returns:
+    (the methods, {left-out method: why}): a method that reads stage maps is left out
+    where the student or teacher model offers none (the MLP), one that reads sample
+    indices where the data are streamed; the reason is the refusal a run of it gets.
+  """
+  chosen, left_out = [], {}
+  for name in methods_lib.names():
+    try:
+      validate.check_method_inputs(base, name)
+    except validate.InputError as error:
+      left_out[name] = str(error).split(";")[0]
+    else:
+      chosen.append(name)
+  return chosen, left_out
+
+
 def _preflight(cfg: ml_collections.ConfigDict) -> None:
   """The run's method checks its hyper-parameters now, so a bad value (say
   methods.krd.lam=2) fails before hours of earlier cells, not after."""

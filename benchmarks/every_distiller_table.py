@@ -47,6 +47,11 @@ def grouped(teacher: str) -> dict[str, list[dict]]:
   return out
 
 
+def _label(name: str) -> str:
+  """A row's title; KRDistill's default says which form it is."""
+  return readme_table.title(name) + (" (KL, the default)" if name == "krd" else "")
+
+
 def _family(name: str) -> str:
   """A row's method with its non-numeric knobs, the rows one numeric sweep compares:
   "krd (lrd_form=target nckd_weight=8.0)" -> "krd lrd_form=target"."""
@@ -82,7 +87,7 @@ def table(teacher: str = "ce") -> tuple[str, list[tuple[str, dict]]]:
            "| post-hoc test |", "|---|---|---|---|---|---|---|---|---|---|"]
   for name in order:
     rows = groups[name]
-    label = readme_table.title(name) + (" (val's pick)" if name in chosen else "")
+    label = _label(name) + (" (val's pick)" if name in chosen else "")
     if forms[name]["post_hoc"]:
       label += " †"
     lines.append(f"| {label} | {len(rows)} | " + " | ".join(
@@ -102,7 +107,7 @@ def plot(rows: list[tuple[str, list[dict]]], path: str) -> None:
             for _, g in rows]
     ax.barh([i + offset for i in range(len(rows))], means, height=0.36, xerr=stds,
             label=label, capsize=2)
-  ax.set_yticks(range(len(rows)), [readme_table.title(n) for n, _ in rows], fontsize=7)
+  ax.set_yticks(range(len(rows)), [_label(n) for n, _ in rows], fontsize=7)
   ax.invert_yaxis()
   ax.set_xlabel("balanced test accuracy (%), mean ± std over seeds")
   ax.set_title("CIFAR-100-LT, CE teacher; rows sorted by validation", fontsize=9)

@@ -8,8 +8,9 @@ command, so that a long table can be committed seed by seed as it finishes.
 
 A run shared by several cells of a grid (every method the grid does not touch) is one
 row; a run already in the file (same run folder) is skipped, so appending twice is safe.
-"knobs" holds the grid's values that act on the row's method ("nckd_weight=4"), so a
-method swept over its own knob has one row per setting and every other method one.
+"knobs" holds the values that act on the row's method ("nckd_weight=4"), from the grid or
+the command line (results.csv has a column for each), so a method swept over its own knob
+has one row per setting and every other method one.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ TAIL = ["machine", "date", "command"]
 
 
 def knobs(row: dict) -> str:
-  """The row's grid values that act on its method: "lrd_form=decoupled nckd_weight=4"."""
+  """The row's set values that act on its method: "lrd_form=decoupled nckd_weight=4"."""
   own = f"methods.{row['method']}."
   return " ".join(f"{k[len(own):]}={v}" for k, v in sorted(row.items())
                   if k.startswith(own) and v != "")

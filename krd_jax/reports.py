@@ -91,11 +91,14 @@ def _fmt(value: Any) -> str:
 
 
 def result_rows(runs_: Sequence[Any], outcomes: list[tuple[str, dict | None]],
-                keys: Sequence[str]) -> list[dict]:
-  """One flat row per run: cell, swept values, method, seed, status, accuracies."""
+                keys: Sequence[str], overrides: Sequence[tuple[str, Any]] = ()) -> list[dict]:
+  """One flat row per run: cell, the command line's overrides and the swept values (a
+  column each, so that a row read alone says what it ran), method, seed, status,
+  accuracies."""
+  fixed = {k: _fmt(v) for k, v in overrides if k not in keys}
   rows = []
   for run, (status, final) in zip(runs_, outcomes):
-    row = {"cell": run.cell, **{k: _fmt(run.overrides[k]) for k in keys},
+    row = {"cell": run.cell, **fixed, **{k: _fmt(run.overrides[k]) for k in keys},
            "method": run.method, "seed": run.seed, "status": status,
            "run_dir": run.run_dir, "teacher_dir": run.teacher_dir or ""}
     row.update({m: (final or {}).get("test", {}).get(m, math.nan) for m in METRICS})
@@ -272,13 +275,13 @@ def write_sweep_reports(out: str, runs_: Sequence[Any], outcomes: Sequence[tuple
     grid: the swept axes; seeds: the student seeds.
     train_counts: () -> training images per class (read only for the one-cell plot).
     overrides: (key, value) of the base config set on the command line, named in
-      summary.md.
+      summary.md and a column each of results.csv.
 
   Returns:
     {"rows", "summary", "table", "files": {name: path}}.
   """
   keys = [k for k, _ in grid]
-  rows = result_rows(runs_, outcomes, keys)
+  rows = result_rows(runs_, outcomes, keys, overrides)
   summary = aggregate(rows, keys)
   teachers = teacher_rows(runs_)
   table = summary_markdown(summary, keys, grid, seeds, teachers, overrides)

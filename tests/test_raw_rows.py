@@ -4,6 +4,7 @@ that acted on their method, and a file of other columns is refused."""
 import csv
 import importlib.util
 import pathlib
+import types
 
 import pytest
 
@@ -41,6 +42,23 @@ def test_a_grids_shared_run_is_one_row_and_knobs_name_only_their_method(tmp_path
   assert saved[1]["machine"] == "a machine" and saved[1]["balanced"] == "1.5"
   assert readme_table.title("krd (lrd_form=decoupled nckd_weight=4)") == \
       "KRDistill (decoupled, nckd_weight 4)"
+
+
+def test_a_knob_set_on_the_command_line_names_its_row_as_a_grid_value_does():
+  """`--config.methods.krd.lrd_form=relation` reaches results.csv as a column, so the
+  raw row is not mistaken for KRDistill at its defaults."""
+  from krd_jax import reports
+  append_rows = _module("append_rows")
+  runs = [types.SimpleNamespace(cell=0, overrides={"methods.dkd.beta": beta}, method=m,
+                                seed=0, run_dir=f"/w/{m}_{beta}", teacher_dir="/w/t")
+          for m, beta in (("krd", 1.0), ("dkd", 1.0), ("dkd", 8.0))]
+  rows = reports.result_rows(runs, [("trained", None)] * 3, ["methods.dkd.beta"],
+                             [("methods.krd.lrd_form", "relation"),
+                              ("methods.dkd.beta", 2.0)])  # the grid's value wins
+  assert [r["methods.dkd.beta"] for r in rows] == ["1.0", "1.0", "8.0"]
+  converted = append_rows.converted(rows, "ce", "m", "c", "d")
+  assert [(r["method"], r["knobs"]) for r in converted] == [
+      ("krd", "lrd_form=relation"), ("dkd", "beta=1.0"), ("dkd", "beta=8.0")]
 
 
 def test_a_raw_file_of_other_columns_is_refused(tmp_path):

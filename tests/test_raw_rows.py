@@ -81,3 +81,28 @@ def test_the_table_picks_one_setting_per_swept_number_within_each_form():
   forms = {name: {"val": (v, 0.0)} for name, v in val.items()}
   assert table.picks(forms) == {"krd (lrd_form=decoupled nckd_weight=8.0)",
                                 "krd (lrd_form=target nckd_weight=4.0)", "dkd (beta=8.0)"}
+
+
+def test_the_table_picks_on_the_screen_seed_and_lists_screened_only_rows_last(
+    tmp_path, monkeypatch):
+  """Seed 0 swept DKD's beta; seed 1 ran seed 0's pick (beta 8). Over both seeds beta 8
+  validates worse (15) than beta 4 did on seed 0 alone (18): the pick stays seed 0's."""
+  table, readme_table = _module("every_distiller_table"), _module("readme_table")
+  rows = [("dkd", "beta=8.0", "0", 20.0), ("dkd", "beta=8.0", "1", 10.0),
+          ("dkd", "beta=4.0", "0", 18.0), ("kd", "", "0", 12.0), ("kd", "", "1", 12.0)]
+  with open(tmp_path / table.RAW, "w", newline="") as f:
+    writer = csv.DictWriter(f, ["teacher_loss", "method", "knobs", "seed", *(
+        "val_balanced balanced many medium few post_hoc_tau post_hoc_val_balanced "
+        "post_hoc_balanced").split()])
+    writer.writeheader()
+    for method, knobs, seed, val in rows:
+      writer.writerow({"teacher_loss": "ce", "method": method, "knobs": knobs, "seed": seed,
+                       "val_balanced": val, "balanced": val, "many": 0, "medium": 0,
+                       "few": 0, "post_hoc_tau": 0, "post_hoc_val_balanced": val,
+                       "post_hoc_balanced": val})
+  monkeypatch.setattr(table.readme_table, "RESULTS", str(tmp_path))
+  text, ordered = table.table()
+  assert [name for name, _ in ordered] == ["dkd (beta=8.0)", "kd", "dkd (beta=4.0)"]
+  assert "| DKD (beta 8.0) (val's pick) | 2 |" in text
+  assert "| DKD (beta 4.0) | 1 | 18.0 | 18.0 |" in text  # one seed: no "± 0.0"
+  assert "| KD | 2 | 12.0 ± 0.0 |" in text

@@ -89,8 +89,9 @@ def table(teacher: str = "ce") -> tuple[str, list[tuple[str, dict]]]:
   # a pick is what the screen seed's validation chose, and screened-only rows go last.
   screen = [r for rows in groups.values() for r in rows if r["seed"] == SCREEN_SEED]
   chosen = picks(readme_table.forms_of(screen, "teacher_loss", teacher))
-  seeds = max(form["n"] for form in forms.values())
-  order = sorted(forms, key=lambda n: (forms[n]["n"] < seeds, -forms[n]["val"][0]))
+  def screened_only(name: str) -> bool:
+    return {r["seed"] for r in groups[name]} == {SCREEN_SEED}
+  order = sorted(forms, key=lambda n: (screened_only(n), -forms[n]["val"][0]))
   lines = ["| row | n | val | test | many | medium | few | post-hoc tau | post-hoc val "
            "| post-hoc test |", "|---|---|---|---|---|---|---|---|---|---|"]
   for name in order:

@@ -72,14 +72,14 @@ def _family(name: str) -> str:
 
 def picks(forms: dict[str, dict]) -> set[str]:
   """For each knob swept over numbers (DKD's beta; nckd_weight within one lrd_form), the
-  setting whose chosen form validates best."""
-  best: dict[str, str] = {}
-  for name, form in forms.items():
-    family = _family(name)
-    if name != name.partition(" (")[0] and (
-        family not in best or form["val"][0] > forms[best[family]]["val"][0]):
-      best[family] = name
-  return set(best.values())
+  setting whose chosen form validates best; a setting with nothing beside it
+  (lrd_form=relation) was not picked among others and is not marked."""
+  families: dict[str, list[str]] = {}
+  for name in forms:
+    if name != name.partition(" (")[0]:
+      families.setdefault(_family(name), []).append(name)
+  return {max(names, key=lambda n: forms[n]["val"][0])
+          for names in families.values() if len(names) > 1}
 
 
 def table(teacher: str = "ce") -> tuple[str, list[tuple[str, dict]]]:

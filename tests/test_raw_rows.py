@@ -77,7 +77,8 @@ def test_the_table_picks_one_setting_per_swept_number_within_each_form():
          "krd (lrd_form=decoupled nckd_weight=8.0)": 21.8,
          "krd (lrd_form=target nckd_weight=4.0)": 19.2,
          "krd (lrd_form=target nckd_weight=8.0)": 19.0,
-         "dkd (beta=2.0)": 16.0, "dkd (beta=8.0)": 17.5, "kd": 30.0}
+         "dkd (beta=2.0)": 16.0, "dkd (beta=8.0)": 17.5, "kd": 30.0,
+         "krd (lrd_form=relation)": 23.4}  # one setting: nothing was picked among others
   forms = {name: {"val": (v, 0.0)} for name, v in val.items()}
   assert table.picks(forms) == {"krd (lrd_form=decoupled nckd_weight=8.0)",
                                 "krd (lrd_form=target nckd_weight=4.0)", "dkd (beta=8.0)"}

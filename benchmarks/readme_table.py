@@ -32,6 +32,8 @@ ROWS = [
     ("CIFAR-100-LT (CE)", "cifar100_lt_cpu_dkd_posthoc.csv", "teacher_loss", "ce"),
     ("CIFAR-100-LT (logit-adjusted)", "cifar100_lt_cpu_dkd_posthoc.csv", "teacher_loss",
      "logit_adjusted"),
+    ("CIFAR-100-LT, every distiller (CE)", "cifar100_lt_cpu_every_distiller.csv",
+     "teacher_loss", "ce"),
     ("CIFAR-100-LT, 16 epochs (CE)", "cifar100_lt_cpu16_3seeds.csv", "teacher_loss", "ce"),
     ("CIFAR-10-LT (CE)", "cifar10_lt_cpu_3seeds.csv", "teacher_loss", "ce"),
     ("CIFAR-10-LT (logit-adjusted)", "cifar10_lt_cpu_3seeds.csv", "teacher_loss",

@@ -84,10 +84,11 @@ def picks(forms: dict[str, dict]) -> set[str]:
 
 def table(teacher: str = "ce") -> tuple[str, list[tuple[str, dict]]]:
   groups = grouped(teacher)
-  forms = readme_table.chosen_forms(RAW, "teacher_loss", teacher)
+  all_rows = [r for members in groups.values() for r in members]
+  forms = readme_table.forms_of(all_rows, "teacher_loss", teacher)
   # Settings were chosen on the screen seed, and only the picks ran on the other seeds:
   # a pick is what the screen seed's validation chose, and screened-only rows go last.
-  screen = [r for rows in groups.values() for r in rows if r["seed"] == SCREEN_SEED]
+  screen = [r for r in all_rows if r["seed"] == SCREEN_SEED]
   chosen = picks(readme_table.forms_of(screen, "teacher_loss", teacher))
   def screened_only(name: str) -> bool:
     return {r["seed"] for r in groups[name]} == {SCREEN_SEED}

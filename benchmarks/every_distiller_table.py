@@ -117,7 +117,7 @@ def plot(rows: list[tuple[str, list[dict]]], path: str) -> None:
             for _, g in rows]
     ax.barh([i + offset for i in range(len(rows))], means, height=0.36, xerr=stds,
             label=label, capsize=2)
-  ax.set_yticks(range(len(rows)), [_label(n) for n, _ in rows], fontsize=7)
+  ax.set_yticks(range(len(rows)), [f"{_label(n)}, n={len(g)}" for n, g in rows], fontsize=7)
   ax.invert_yaxis()
   ax.set_xlabel("balanced test accuracy (%), mean ± std over seeds")
   ax.set_title("CIFAR-100-LT, CE teacher; rows sorted by validation", fontsize=9)

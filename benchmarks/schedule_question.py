@@ -1,13 +1,15 @@
-"""Does a ranking at 8 student epochs hold at 16 and 32? KRDistill (LRD as the KL and
-decoupled), DKD and BKD from the CE teacher, as trained and post-hoc adjusted, against
-student epochs, from the raw rows in results/ (nothing is trained here).
+"""Does a ranking at 8 student epochs hold at 16 and 32? KRDistill (LRD as the KL,
+decoupled and relation), DKD (the pair's beta and validation's beta 8), DIST and BKD from
+the CE teacher, as trained and post-hoc adjusted, against student epochs, from the raw
+rows in results/ (nothing is trained here).
 
-  python benchmarks/schedule_question.py    # prints the table, writes the plot
+  python benchmarks/schedule_question.py    # prints the table and verdicts, writes the plot
 
 Writes results/schedule_question.png (balanced accuracy against student epochs: one
-line per method, solid as trained, dashed post-hoc adjusted with tau chosen on
-validation; validation on the left, test on the right, mean over seeds with the
-standard deviation as error bars) and prints each cell's mean ± std and n.
+line per row, solid as trained, dashed post-hoc adjusted with tau chosen on validation;
+validation on the left, test on the right, mean over seeds with the standard deviation
+as error bars), prints each cell's mean ± std and n, and at each data set's longest
+schedule holds KRDistill's relation form against every other row by readme_table's rule.
 """
 
 from __future__ import annotations
@@ -15,24 +17,41 @@ from __future__ import annotations
 import csv
 import os
 import statistics
+import sys
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import readme_table  # noqa: E402
+
+RESULTS = readme_table.RESULTS
 SCREEN = "krd_decoupled_lrd_screen.csv"
-# (data set, student epochs, raw file, the screen's config value for that schedule).
+RELATION = "krd (lrd_form=relation)"
+DECOUPLED = "krd (lrd_form=decoupled nckd_weight=2.0)"
+# Row name (readme_table.row_name) -> legend title. "dkd" is the pair's beta (2); beta 8
+# and the relation form are the every-distiller table's validation picks (CIFAR-100-LT).
+SERIES = {"krd": "KRDistill (KL)", DECOUPLED: "KRDistill (decoupled, nckd 2)",
+          RELATION: "KRDistill (relation)", "dkd": "DKD (beta 2)",
+          "dkd (beta=8.0)": "DKD (beta 8)", "dist": "DIST", "bkd": "BKD"}
+EVERY_DISTILLER_PICKS = (RELATION, "dkd (beta=8.0)", "dist")
+# (data set, student epochs, the screen's config for that schedule, {raw file: the rows
+# it gives, None for every row of SERIES}): a row comes from one file only, so a method
+# that two files hold (the KL default in the every-distiller table) is not counted twice.
 SOURCES = [
-    ("CIFAR-10-LT", 8, "cifar10_lt_cpu_3seeds.csv", "cifar10_lt:offline,cpu,val"),
-    ("CIFAR-10-LT", 16, "cifar10_lt_cpu16_3seeds.csv", "cifar10_lt:offline,cpu16,val"),
-    ("CIFAR-10-LT", 32, "cifar10_lt_cpu32_3seeds.csv", "cifar10_lt:offline,cpu32,val"),
-    ("CIFAR-100-LT", 8, "cifar100_lt_cpu_dkd_posthoc.csv", "cifar100_lt:offline,cpu,val"),
-    ("CIFAR-100-LT", 16, "cifar100_lt_cpu16_3seeds.csv", "cifar100_lt:offline,cpu16,val"),
+    ("CIFAR-10-LT", 8, "cifar10_lt:offline,cpu,val", {"cifar10_lt_cpu_3seeds.csv": None}),
+    ("CIFAR-10-LT", 16, "cifar10_lt:offline,cpu16,val",
+     {"cifar10_lt_cpu16_3seeds.csv": None, "cifar10_lt_cpu16_leaders.csv": None}),
+    ("CIFAR-10-LT", 32, "cifar10_lt:offline,cpu32,val", {"cifar10_lt_cpu32_3seeds.csv": None}),
+    ("CIFAR-100-LT", 8, "cifar100_lt:offline,cpu,val",
+     {"cifar100_lt_cpu_dkd_posthoc.csv": None,
+      "cifar100_lt_cpu_every_distiller.csv": EVERY_DISTILLER_PICKS}),
+    ("CIFAR-100-LT", 16, "cifar100_lt:offline,cpu16,val",
+     {"cifar100_lt_cpu16_3seeds.csv": None, "cifar100_lt_cpu16_leaders.csv": None}),
 ]
-METHODS = {"krd": "KRDistill (KL)", "krd_decoupled": "KRDistill (decoupled, nckd 2)",
-           "dkd": "DKD", "bkd": "BKD"}
+COLUMNS = ("val_balanced", "balanced", "post_hoc_val_balanced", "post_hoc_balanced")
 
 
 def _read(name: str) -> list[dict]:
@@ -43,17 +62,22 @@ def _read(name: str) -> list[dict]:
     return list(csv.DictReader(f))
 
 
-def rows(data: str, epochs: int, name: str, screen_config: str) -> dict[str, list[dict]]:
-  """method -> the CE-teacher rows of one schedule (one per seed)."""
+def _screen_rows(config: str) -> list[dict]:
+  """The decoupled-LRD screen's rows of one schedule, their form in `knobs` as
+  append_rows writes it (the screen's file has a column per knob instead)."""
+  return [{**r, "knobs": f"lrd_form={r['lrd_form']} nckd_weight={r['nckd_weight']}"}
+          for r in _read(SCREEN) if r["config"] == config]
+
+
+def rows(files: dict, screen_config: str) -> dict[str, list[dict]]:
+  """Row name -> the CE-teacher rows of one schedule (one per seed), SERIES' rows only."""
   out: dict[str, list[dict]] = {}
-  for row in _read(name):
-    if row["teacher_loss"] == "ce" and row["method"] in ("krd", "dkd", "bkd") and (
-        row.get("lrd_form", "kl") in ("", "kl")):
-      out.setdefault(row["method"], []).append(row)
-  decoupled = [r for r in _read(SCREEN) if r["config"] == screen_config and
-               r["lrd_form"] == "decoupled" and r["teacher_loss"] == "ce"]
-  if decoupled:
-    out["krd_decoupled"] = decoupled
+  picked = [(r, wanted) for name, wanted in files.items() for r in _read(name)]
+  picked += [(r, (DECOUPLED,)) for r in _screen_rows(screen_config)]
+  for row, wanted in picked:
+    name = readme_table.row_name(row)
+    if row["teacher_loss"] == "ce" and name in SERIES and (wanted is None or name in wanted):
+      out.setdefault(name, []).append(row)
   return out
 
 
@@ -62,40 +86,44 @@ def stats(values: list[float]) -> tuple[float, float, int]:
   return statistics.mean(values), std, len(values)
 
 
-def main() -> None:
-  table = {}  # (data, method, column) -> {epochs: (mean, std, n)}
-  for data, epochs, name, screen_config in SOURCES:
-    for method, method_rows in rows(data, epochs, name, screen_config).items():
-      for column in ("val_balanced", "balanced", "post_hoc_val_balanced",
-                     "post_hoc_balanced"):
-        table.setdefault((data, method, column), {})[epochs] = stats(
-            [float(r[column]) for r in method_rows])
-  print("| data | student | epochs | n | val | test | + post-hoc: val | + post-hoc: test |")
-  print("|---|---|---|---|---|---|---|---|")
-  for data, epochs, _, _ in SOURCES:
-    for method, title in METHODS.items():
-      cells = [table.get((data, method, c), {}).get(epochs) for c in
-               ("val_balanced", "balanced", "post_hoc_val_balanced", "post_hoc_balanced")]
-      if cells[0] is None:
-        continue
-      shown = [f"{m:.1f}" + (f" ± {s:.1f}" if n > 1 else "") for m, s, n in cells]
-      print(f"| {data} | {title} | {epochs} | {cells[0][2]} | " + " | ".join(shown) + " |")
+def verdicts(schedules: dict) -> list[str]:
+  """At each data set's longest schedule with a relation row: the relation form's
+  validation-chosen form against every other row's (readme_table.verdict)."""
+  lines = []
+  for data in sorted({d for d, _ in schedules}):
+    epochs = max((e for d, e in schedules if d == data and RELATION in schedules[d, e]),
+                 default=None)
+    if epochs is None:
+      continue
+    forms = readme_table.forms_of(
+        [r for series in schedules[data, epochs].values() for r in series],
+        "teacher_loss", "ce")
+    relation = forms.pop(RELATION)
+    for name, form in sorted(forms.items(), key=lambda kv: -kv[1]["val"][0]):
+      post_hoc = " + post-hoc" if form["post_hoc"] else ""
+      lines.append(f"- {data}, {epochs} epochs: relation (n={relation['n']}) against "
+                   f"{SERIES[name]}{post_hoc} (n={form['n']}): "
+                   f"{readme_table.verdict(relation, form)}")
+  return lines
+
+
+def plot(table: dict) -> str:
   datasets = sorted({d for d, *_ in SOURCES})
   fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 4 * len(datasets)), squeeze=False)
-  colours = dict(zip(METHODS, ("C0", "C1", "C3", "C2")))
+  colours = {name: f"C{i}" for i, name in enumerate(SERIES)}
   for i, data in enumerate(datasets):
     for j, (split, trained, adjusted) in enumerate(
         (("validation", "val_balanced", "post_hoc_val_balanced"),
          ("test", "balanced", "post_hoc_balanced"))):
       ax = axes[i][j]
-      for method, title in METHODS.items():
+      for name, title in SERIES.items():
         for column, style, suffix in ((trained, "-", ""), (adjusted, "--", " + post-hoc")):
-          cells = table.get((data, method, column), {})
+          cells = table.get((data, name, column), {})
           if not cells:
             continue
           xs = sorted(cells)
           ax.errorbar(xs, [cells[x][0] for x in xs], yerr=[cells[x][1] for x in xs],
-                      fmt=style + "o", color=colours[method], capsize=3, markersize=4,
+                      fmt=style + "o", color=colours[name], capsize=3, markersize=4,
                       label=title + suffix)
       ax.set_xscale("log", base=2)
       ax.set_xticks([8, 16, 32], ["8", "16", "32"])
@@ -105,10 +133,32 @@ def main() -> None:
       ax.grid(alpha=0.3)
   handles, labels = axes[0][0].get_legend_handles_labels()
   fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
-  fig.tight_layout(rect=(0, 0.07, 1, 1))
+  fig.tight_layout(rect=(0, 0.1, 1, 1))
   path = os.path.join(RESULTS, "schedule_question.png")
   fig.savefig(path, dpi=110)
-  print(f"plot: {path}")
+  return path
+
+
+def main() -> None:
+  table = {}  # (data, row name, column) -> {epochs: (mean, std, n)}
+  schedules = {}  # (data, epochs) -> row name -> rows
+  for data, epochs, screen_config, files in SOURCES:
+    schedules[data, epochs] = rows(files, screen_config)
+    for name, series in schedules[data, epochs].items():
+      for column in COLUMNS:
+        table.setdefault((data, name, column), {})[epochs] = stats(
+            [float(r[column]) for r in series])
+  print("| data | student | epochs | n | val | test | + post-hoc: val | + post-hoc: test |")
+  print("|---|---|---|---|---|---|---|---|")
+  for data, epochs, _, _ in SOURCES:
+    for name, title in SERIES.items():
+      cells = [table.get((data, name, c), {}).get(epochs) for c in COLUMNS]
+      if cells[0] is None:
+        continue
+      shown = [f"{m:.1f}" + (f" ± {s:.1f}" if n > 1 else "") for m, s, n in cells]
+      print(f"| {data} | {title} | {epochs} | {cells[0][2]} | " + " | ".join(shown) + " |")
+  print("\n".join(["", *verdicts(schedules)]))
+  print(f"plot: {plot(table)}")
 
 
 if __name__ == "__main__":

@@ -107,3 +107,36 @@ def test_the_table_picks_on_the_screen_seed_and_lists_screened_only_rows_last(
   assert "| DKD (beta 8.0) (val's pick) | 2 |" in text
   assert "| DKD (beta 4.0) | 1 | 18.0 | 18.0 |" in text  # one seed: no "± 0.0"
   assert "| KD | 2 | 12.0 ± 0.0 |" in text
+
+
+def _write(path, rows):
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, sorted({k for r in rows for k in r}))
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def test_the_schedule_question_counts_each_run_once_and_keeps_forms_apart(tmp_path,
+                                                                          monkeypatch):
+  """KRDistill's KL rows of the every-distiller file are not added to the schedule's own,
+  the screen's decoupled rows (their form in columns of their own) are not the KL, and
+  settings outside the question (DKD at beta 1, KD) are left out."""
+  schedule = _module("schedule_question")
+  monkeypatch.setattr(schedule, "RESULTS", str(tmp_path))
+  metrics = {"val_balanced": "1", "balanced": "1", "post_hoc_val_balanced": "1",
+             "post_hoc_balanced": "1"}
+  _write(tmp_path / "own.csv", [
+      {"teacher_loss": "ce", "method": "krd", "seed": "0", **metrics},
+      {"teacher_loss": "ce", "method": "dkd", "seed": "0", **metrics},
+      {"teacher_loss": "logit_adjusted", "method": "krd", "seed": "0", **metrics}])
+  _write(tmp_path / "every.csv", [
+      {"teacher_loss": "ce", "method": m, "knobs": k, "seed": "0", **metrics}
+      for m, k in (("krd", ""), ("krd", "lrd_form=relation"), ("dkd", "beta=8.0"),
+                   ("dkd", "beta=1.0"), ("kd", ""))])
+  _write(tmp_path / schedule.SCREEN, [
+      {"config": c, "teacher_loss": "ce", "lrd_form": "decoupled", "nckd_weight": "2.0",
+       "method": "krd", "seed": "0", **metrics} for c in ("this", "another")])
+  found = schedule.rows({"own.csv": None, "every.csv": schedule.EVERY_DISTILLER_PICKS},
+                        "this")
+  assert {name: len(rows) for name, rows in found.items()} == {
+      "krd": 1, "dkd": 1, schedule.RELATION: 1, "dkd (beta=8.0)": 1, schedule.DECOUPLED: 1}

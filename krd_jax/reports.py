@@ -145,9 +145,17 @@ def write_csv(path: str, rows: list[dict]) -> None:
     writer.writerows(rows)
 
 
+def _affects(key: str, method: str) -> bool:
+  """Whether swept `key` can change a `method` run (methods.X.* only affect X)."""
+  return not key.startswith("methods.") or key.startswith(f"methods.{method}.")
+
+
 def _label(entry: dict, keys: Sequence[str], short: dict[str, str]) -> str:
-  swept = " ".join(f"{short[k]}={entry[k]}" for k in keys)
-  return f"{methods.display_name(entry['method'])} {swept}".strip()
+  """The method and the swept values that act on it: DIST in a grid over KRDistill's
+  lrd_form is "DIST", not "DIST lrd_form=relation" (one run, reported in every cell)."""
+  swept = " ".join(f"{short[k]}={entry[k]}" for k in keys if _affects(k, entry["method"]))
+  label = f"{methods.display_name(entry['method'])} {swept}".strip()
+  return label + (f" ({entry['diverged']} diverged)" if entry["diverged"] else "")
 
 
 def summary_markdown(summary: list[dict], keys: Sequence[str], grid: Sequence[tuple[str, list]],
@@ -156,12 +164,11 @@ def summary_markdown(summary: list[dict], keys: Sequence[str], grid: Sequence[tu
   """summary.md: the grid and the base config's overrides (a row's name does not show
   them), then one table row per cell x method (mean ± std)."""
   short = short_names(keys)
-  table_rows = {}
-  for entry in summary:
-    label = _label(entry, keys, short)
-    if entry["diverged"]:
-      label += f" ({entry['diverged']} diverged)"
-    table_rows[label] = {m: (entry[m], entry[f"{m}_std"]) for m in METRICS}
+  # A run that several cells share has one label and one row.
+  table_rows = {_label(e, keys, short): {m: (e[m], e[f"{m}_std"]) for m in METRICS}
+                for e in summary}
+  selection = {_label(e, keys, short): {c: (e[c], e[f"{c}_std"]) for c in SELECTION}
+               for e in summary}
   axes = "\n".join(f"- `{k}`: {', '.join(_fmt(v) for v in values)}" for k, values in grid)
   text = (f"# Ablation\n\nTest accuracy (%), mean ± std over seeds "
           f"{', '.join(map(str, seeds))} (sample std; groups as in metrics.summarize).\n\n"
@@ -170,8 +177,6 @@ def summary_markdown(summary: list[dict], keys: Sequence[str], grid: Sequence[tu
     text += ("Base config overridden for every run: " +
              ", ".join(f"`{k}={_fmt(v)}`" for k, v in overrides) + "\n\n")
   text += f"{metrics_lib.format_table(table_rows)}\n"
-  selection = {label: {c: (entry[c], entry[f"{c}_std"]) for c in SELECTION}
-               for label, entry in zip(table_rows, summary)}
   if any(not math.isnan(row["val_balanced"][0]) for row in selection.values()):
     text += ("\nChoose on these: balanced accuracy (%) on the balanced validation split, "
              "and post-hoc logit adjustment of each student (argmax z - tau log pi, tau "
@@ -182,11 +187,6 @@ def summary_markdown(summary: list[dict], keys: Sequence[str], grid: Sequence[tu
     text += ("\nTeachers (test accuracy, %):\n\n" +
              metrics_lib.format_table(teachers) + "\n")
   return text
-
-
-def _affects(key: str, method: str) -> bool:
-  """Whether swept `key` can change a `method` run (methods.X.* only affect X)."""
-  return not key.startswith("methods.") or key.startswith(f"methods.{method}.")
 
 
 def plot_balanced(summary: list[dict], keys: Sequence[str], path: str) -> str:

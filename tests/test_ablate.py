@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from krd_jax import ablate
+from krd_jax import ablate, reports
 from krd_jax.config import default_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -178,8 +178,9 @@ def test_sweep_shares_the_teacher_writes_reports_and_resumes(tmp_path, capsys):
     assert column in summary[0] and f"{column}_std" in summary[0]
   with open(os.path.join(out, "summary.md")) as f:
     table = f.read()
-  # Two tables (test; what to choose on), a row per cell x method in each.
-  assert table.count("| KRDistill (krd) beta=") == 4 and table.count("| KD beta=") == 4
+  # Two tables (test; what to choose on): a row per cell for KRDistill in each, one for
+  # KD (its one run per seed, which both cells share, is not named by KRDistill's beta).
+  assert table.count("| KRDistill (krd) beta=") == 4 and table.count("| KD |") == 2
   assert "±" in table
   assert os.path.getsize(os.path.join(out, "balanced_vs_methods_krd_beta.png")) > 1000
   # What defaults are chosen on: balanced val accuracy and each student's post-hoc
@@ -340,3 +341,25 @@ def test_methods_all_is_every_method_the_models_can_run():
   conv = _base().unlock()
   conv.student.model = conv.teacher.model = "resnet8"
   assert every_method(conv.lock()) == (methods_lib.names(), {})
+
+
+def test_a_row_names_only_the_swept_knobs_that_act_on_its_method():
+  """A grid over KRDistill's form: DIST's one run is reported in both cells; its row is
+  "DIST" once, not "DIST lrd_form=..." twice, and the validation table keeps each row's
+  own numbers."""
+  keys = ["methods.krd.lrd_form", "methods.dkd.beta"]
+  rows = []
+  for cell, form in enumerate(("kl", "relation")):
+    for method, value in (("krd", 60.0 + cell), ("dist", 50.0), ("dkd", 40.0)):
+      rows.append({"cell": cell, "methods.krd.lrd_form": form, "methods.dkd.beta": 8.0,
+                   "method": method, "seed": 0, "status": "trained",
+                   **{m: value for m in (*ablate.METRICS, *reports.SELECTION)}})
+  table = ablate.summary_markdown(ablate.aggregate(rows, keys), keys, [], [0], {})
+  lines = table.splitlines()
+  assert [line.split(" |")[0] for line in lines if line.startswith("| DIST")] == ["| DIST"] * 2
+  assert "| KRDistill (krd) lrd_form=relation | 61.0 |" in table
+  assert "| KRDistill (krd) lrd_form=kl | 60.0 |" in table
+  assert "| DKD beta=8.0 | 40.0 |" in table
+  selection = table.split("Choose on these")[1]
+  assert "| KRDistill (krd) lrd_form=relation | 61.0 | 61.00 | 61.0 | 61.0 |" in selection
+  assert selection.count("| DIST | 50.0 |") == 1

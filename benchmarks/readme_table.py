@@ -41,7 +41,8 @@ ROWS = [
     ("CIFAR-10-LT (CE)", ("cifar10_lt_cpu_3seeds.csv",), "teacher_loss", "ce"),
     ("CIFAR-10-LT (logit-adjusted)", ("cifar10_lt_cpu_3seeds.csv",), "teacher_loss",
      "logit_adjusted"),
-    ("CIFAR-10-LT, 16 epochs (CE)", ("cifar10_lt_cpu16_3seeds.csv",), "teacher_loss", "ce"),
+    ("CIFAR-10-LT, 16 epochs (CE)",
+     ("cifar10_lt_cpu16_3seeds.csv", "cifar10_lt_cpu16_leaders.csv"), "teacher_loss", "ce"),
     ("CIFAR-10-LT, 16 epochs (logit-adjusted)", ("cifar10_lt_cpu16_3seeds.csv",),
      "teacher_loss", "logit_adjusted"),
 ]

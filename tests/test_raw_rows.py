@@ -140,3 +140,18 @@ def test_the_schedule_question_counts_each_run_once_and_keeps_forms_apart(tmp_pa
                         "this")
   assert {name: len(rows) for name, rows in found.items()} == {
       "krd": 1, "dkd": 1, schedule.RELATION: 1, "dkd (beta=8.0)": 1, schedule.DECOUPLED: 1}
+
+
+def test_readmes_bar_is_another_method_not_krdistill_in_another_form(tmp_path, monkeypatch):
+  readme_table = _module("readme_table")
+  metrics = "val_balanced balanced post_hoc_val_balanced post_hoc_balanced".split()
+  rows = [{"teacher_loss": "ce", "method": m, "knobs": k, "seed": str(seed),
+           **{c: v + seed for c in metrics}}
+          for m, k, v in (("krd", "", 20.0), ("krd", "lrd_form=relation", 30.0),
+                          ("dist", "", 25.0)) for seed in range(3)]
+  _write(tmp_path / "raw.csv", rows)
+  monkeypatch.setattr(readme_table, "RESULTS", str(tmp_path))
+  monkeypatch.setattr(readme_table, "ROWS", [("set", ("raw.csv",), "teacher_loss", "ce")])
+  assert readme_table.table().splitlines()[-1] == (
+      "| set | KRDistill 21.0 ± 1.0 (val 21.0) | DIST 26.0 ± 1.0 (val 26.0) "
+      "| **behind** by 5.0 on validation; test -5.0 |")

@@ -59,14 +59,14 @@ def _label(name: str) -> str:
 def _family(name: str) -> str:
   """A row's method with its non-numeric knobs, the rows one numeric sweep compares:
   "krd (lrd_form=target nckd_weight=8.0)" -> "krd lrd_form=target"."""
-  method, _, knobs = name.partition(" (")
+  method, knobs = readme_table.split_name(name)
   def numeric(value: str) -> bool:
     try:
       float(value)
     except ValueError:
       return False
     return True
-  kept = [k for k in knobs.rstrip(")").split() if not numeric(k.partition("=")[2])]
+  kept = [k for k in knobs.split() if not numeric(k.partition("=")[2])]
   return " ".join([method, *kept])
 
 
@@ -76,7 +76,7 @@ def picks(forms: dict[str, dict]) -> set[str]:
   (lrd_form=relation) was not picked among others and is not marked."""
   families: dict[str, list[str]] = {}
   for name in forms:
-    if name != name.partition(" (")[0]:
+    if readme_table.split_name(name)[1]:
       families.setdefault(_family(name), []).append(name)
   return {max(names, key=lambda n: forms[n]["val"][0])
           for names in families.values() if len(names) > 1}

@@ -60,11 +60,17 @@ def row_name(row: dict) -> str:
   return f"{row['method']} ({row['knobs']})" if row.get("knobs") else row["method"]
 
 
-def title(name: str) -> str:
+def split_name(name: str) -> tuple[str, str]:
+  """row_name's inverse: "dkd (beta=2)" -> ("dkd", "beta=2"); "krd" -> ("krd", "")."""
   method, _, knobs = name.partition(" (")
+  return method, knobs.removesuffix(")")
+
+
+def title(name: str) -> str:
+  method, knobs = split_name(name)
   knobs = knobs.replace("lrd_form=", "").replace(" nckd", ", nckd").replace("=", " ")
   name = TITLES.get(method) or methods.display_name(method)
-  return name + (f" ({knobs}" if knobs else "")
+  return name + (f" ({knobs})" if knobs else "")
 
 
 def chosen_forms(paths: tuple[str, ...], teacher_key: str, teacher: str) -> dict[str, dict]:
@@ -118,7 +124,7 @@ def table() -> str:
     # A setting screened on fewer seeds than KRDistill's default ran is not a bar, nor is
     # KRDistill in another form (README's text says where those stand).
     bar_method = max((m for m in forms if forms[m]["n"] >= krd["n"] and
-                      m.partition(" (")[0] != "krd"), key=lambda m: forms[m]["val"][0])
+                      split_name(m)[0] != "krd"), key=lambda m: forms[m]["val"][0])
     lines.append(f"| {title} | {_cell('krd', krd)} | {_cell(bar_method, forms[bar_method])} "
                  f"| {verdict(krd, forms[bar_method])} |")
   return "\n".join(lines)

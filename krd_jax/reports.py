@@ -164,11 +164,11 @@ def summary_markdown(summary: list[dict], keys: Sequence[str], grid: Sequence[tu
   """summary.md: the grid and the base config's overrides (a row's name does not show
   them), then one table row per cell x method (mean ± std)."""
   short = short_names(keys)
-  # A run that several cells share has one label and one row.
-  table_rows = {_label(e, keys, short): {m: (e[m], e[f"{m}_std"]) for m in METRICS}
-                for e in summary}
-  selection = {_label(e, keys, short): {c: (e[c], e[f"{c}_std"]) for c in SELECTION}
-               for e in summary}
+  table_rows, selection = {}, {}
+  for e in summary:
+    label = _label(e, keys, short)  # a run that several cells share: one label, one row
+    table_rows[label] = {m: (e[m], e[f"{m}_std"]) for m in METRICS}
+    selection[label] = {c: (e[c], e[f"{c}_std"]) for c in SELECTION}
   axes = "\n".join(f"- `{k}`: {', '.join(_fmt(v) for v in values)}" for k, values in grid)
   text = (f"# Ablation\n\nTest accuracy (%), mean ± std over seeds "
           f"{', '.join(map(str, seeds))} (sample std; groups as in metrics.summarize).\n\n"

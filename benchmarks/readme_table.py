@@ -56,8 +56,17 @@ def _stat(rows, key):
 
 def row_name(row: dict) -> str:
   """A row's method, with the knobs a grid gave it where the raw file has them:
-  "dkd (beta=2)"; "krd" alone is KRDistill at its defaults."""
-  return f"{row['method']} ({row['knobs']})" if row.get("knobs") else row["method"]
+  "dkd (beta=2)"; "krd" alone is KRDistill at its defaults. A form a grid names at its
+  registered default ("lrd_form=kl", which no shipped recipe changes) is the default run
+  and is left out of the name, so a cohort that ran both LRD forms names its KL row "krd"."""
+  knobs = " ".join(k for k in row.get("knobs", "").split()
+                   if not _is_default_form(row["method"], *k.split("=", 1)))
+  return f"{row['method']} ({knobs})" if knobs else row["method"]
+
+
+def _is_default_form(method: str, knob: str, value: str) -> bool:
+  param = methods.get(method).params.get(knob)
+  return param is not None and isinstance(param.default, str) and param.default == value
 
 
 def split_name(name: str) -> tuple[str, str]:

@@ -61,6 +61,32 @@ def test_a_knob_set_on_the_command_line_names_its_row_as_a_grid_value_does():
       ("krd", "lrd_form=relation"), ("dkd", "beta=1.0"), ("dkd", "beta=8.0")]
 
 
+def test_a_form_named_at_its_default_is_the_default_run():
+  """A grid over KRDistill's LRD forms writes "lrd_form=kl" on its KL row: that row is
+  KRDistill at its defaults, named "krd" as a run of `--methods krd` alone is."""
+  readme_table = _module("readme_table")
+  assert readme_table.row_name({"method": "krd", "knobs": "lrd_form=kl"}) == "krd"
+  assert readme_table.row_name({"method": "krd", "knobs": "lrd_form=relation"}) == \
+      "krd (lrd_form=relation)"
+  assert readme_table.row_name({"method": "krd", "knobs": "lrd_form=kl nckd_weight=8.0"}) \
+      == "krd (nckd_weight=8.0)"
+  assert readme_table.row_name({"method": "dkd", "knobs": "beta=8.0"}) == "dkd (beta=8.0)"
+
+
+def test_no_shipped_recipe_changes_a_forms_registered_default():
+  """row_name's rule holds only while every recipe leaves the string-valued knobs (the
+  forms) at their registered defaults."""
+  from krd_jax import configs
+  from krd_jax import methods
+  for name in configs.names():
+    cfg = configs.get(name)
+    for method in methods.names():
+      for knob, param in methods.get(method).params.items():
+        if isinstance(param.default, str) and method in cfg.methods and \
+            knob in cfg.methods[method]:
+          assert cfg.methods[method][knob] == param.default, (name, method, knob)
+
+
 def test_a_raw_file_of_other_columns_is_refused(tmp_path):
   append_rows = _module("append_rows")
   raw = tmp_path / "raw.csv"

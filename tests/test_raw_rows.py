@@ -135,6 +135,26 @@ def test_the_table_picks_on_the_screen_seed_and_lists_screened_only_rows_last(
   assert "| KD | 2 | 12.0 ± 0.0 |" in text
 
 
+def test_the_logit_adjusted_teachers_rows_are_their_own_table(tmp_path, monkeypatch):
+  """One raw file holds both teachers' rows: each table holds its teacher's distillers
+  and the teacher-free rows (the same in both), never the other teacher's."""
+  table = _module("every_distiller_table")
+  metrics = {k: "1" for k in ("val_balanced", "balanced", "many", "medium", "few",
+                              "post_hoc_tau", "post_hoc_val_balanced", "post_hoc_balanced")}
+  _write(tmp_path / table.RAW, [
+      {"teacher_loss": t, "method": m, "knobs": "", "seed": "0", **metrics}
+      for t, m in (("ce", "dkd"), ("ce", "kd"), ("ce", "ce"),
+                   ("logit_adjusted", "dkd"), ("logit_adjusted", "dist"))])
+  monkeypatch.setattr(table.readme_table, "RESULTS", str(tmp_path))
+  for teacher, expected in (("ce", {"dkd", "kd", "ce"}), ("logit_adjusted",
+                                                          {"dkd", "dist", "ce"})):
+    _, ordered = table.table(teacher)
+    assert {name for name, _ in ordered} == expected
+    assert all(r["teacher_loss"] in (teacher, "ce") for _, rows in ordered for r in rows)
+    assert all(r["teacher_loss"] == teacher for name, rows in ordered if name != "ce"
+               for r in rows)
+
+
 def _write(path, rows):
   with open(path, "w", newline="") as f:
     writer = csv.DictWriter(f, sorted({k for r in rows for k in r}))

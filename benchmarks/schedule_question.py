@@ -41,16 +41,18 @@ EVERY_DISTILLER_PICKS = (RELATION, "dkd (beta=8.0)", "dist")
 # it gives, None for every row of SERIES}): a row comes from one file only, so a method
 # that two files hold (the KL default in the every-distiller table) is not counted twice.
 SOURCES = [
-    ("CIFAR-10-LT", 8, "cifar10_lt:offline,cpu,val", {"cifar10_lt_cpu_3seeds.csv": None}),
+    ("CIFAR-10-LT", 8, "cifar10_lt:offline,cpu,val",
+     {"cifar10_lt_cpu_3seeds.csv": None, "cifar10_lt_cpu_leaders.csv": None}),
     ("CIFAR-10-LT", 16, "cifar10_lt:offline,cpu16,val",
      {"cifar10_lt_cpu16_3seeds.csv": None, "cifar10_lt_cpu16_leaders.csv": None}),
-    ("CIFAR-10-LT", 32, "cifar10_lt:offline,cpu32,val", {"cifar10_lt_cpu32_3seeds.csv": None}),
+    ("CIFAR-10-LT", 32, "cifar10_lt:offline,cpu32,val", {"cifar10_lt_cpu32_leaders.csv": None}),
     ("CIFAR-100-LT", 8, "cifar100_lt:offline,cpu,val",
      {"cifar100_lt_cpu_dkd_posthoc.csv": None,
       "cifar100_lt_cpu_every_distiller.csv": EVERY_DISTILLER_PICKS}),
     ("CIFAR-100-LT", 16, "cifar100_lt:offline,cpu16,val",
      {"cifar100_lt_cpu16_3seeds.csv": None, "cifar100_lt_cpu16_leaders.csv": None}),
 ]
+VERDICT_SEEDS = 3
 COLUMNS = ("val_balanced", "balanced", "post_hoc_val_balanced", "post_hoc_balanced")
 
 
@@ -87,12 +89,13 @@ def stats(values: list[float]) -> tuple[float, float, int]:
 
 
 def verdicts(schedules: dict) -> list[str]:
-  """At each data set's longest schedule with a relation row: the relation form's
-  validation-chosen form against every other row's (readme_table.verdict)."""
+  """At each data set's longest schedule with a relation row of VERDICT_SEEDS seeds (a
+  schedule still running, its first seeds committed, is shown but not decided on): the
+  relation form's validation-chosen form against every other row's (readme_table.verdict)."""
   lines = []
   for data in sorted({d for d, _ in schedules}):
-    epochs = max((e for d, e in schedules if d == data and RELATION in schedules[d, e]),
-                 default=None)
+    epochs = max((e for d, e in schedules if d == data
+                  and len(schedules[d, e].get(RELATION, ())) >= VERDICT_SEEDS), default=None)
     if epochs is None:
       continue
     forms = readme_table.forms_of(

@@ -205,19 +205,23 @@ def test_readmes_bar_is_another_method_not_krdistill_in_another_form(tmp_path, m
 
 def test_the_schedule_question_decides_at_the_longest_schedule_with_three_seeds():
   """A 32-epoch schedule with one seed committed is shown, not decided on: the verdicts
-  stay at 16 epochs until its relation row has three seeds."""
+  stay at 16 epochs until its rows have three seeds; KRDistill's best form there on
+  validation is the one held against the others."""
   schedule = _module("schedule_question")
   def series(name, val, seeds):
     method, knobs = schedule.readme_table.split_name(name)
     return [{"teacher_loss": "ce", "method": method, "knobs": knobs, "seed": str(s),
              "val_balanced": str(val + s), "balanced": str(val + s),
              "post_hoc_val_balanced": "0", "post_hoc_balanced": "0"} for s in range(seeds)]
-  def schedule_of(relation, dist, seeds):
+  def schedule_of(relation, kl, dist, seeds):
     return {schedule.RELATION: series(schedule.RELATION, relation, seeds),
-            "dist": series("dist", dist, seeds)}
-  schedules = {("set", 16): schedule_of(30, 20, 3), ("set", 32): schedule_of(10, 40, 1)}
+            "krd": series("krd", kl, seeds), "dist": series("dist", dist, seeds)}
+  schedules = {("set", 16): schedule_of(30, 25, 20, 3), ("set", 32): schedule_of(10, 11, 40, 1)}
   lines = schedule.verdicts(schedules)
-  assert len(lines) == 1 and lines[0].startswith("- set, 16 epochs: relation (n=3)")
-  assert "ahead by 10.0" in lines[0]
-  schedules["set", 32] = schedule_of(10, 40, 3)
-  assert schedule.verdicts(schedules)[0].startswith("- set, 32 epochs")
+  assert [line.split(":")[0] for line in lines] == ["- set, 16 epochs"] * 2
+  assert lines[0].startswith("- set, 16 epochs: KRDistill (relation) (n=3) against KRDistill "
+                             "(KL) (n=3): ahead by 5.0")
+  schedules["set", 32] = schedule_of(10, 45, 40, 3)
+  lines = schedule.verdicts(schedules)
+  assert lines[0].startswith("- set, 32 epochs: KRDistill (KL) (n=3) against DIST (n=3): "
+                             "ahead by 5.0")

@@ -132,15 +132,20 @@ def plot(table: dict) -> str:
           ax.errorbar(xs, [cells[x][0] for x in xs], yerr=[cells[x][1] for x in xs],
                       fmt=style + "o", color=colours[name], capsize=3, markersize=4,
                       label=title + suffix)
+          few = [x for x in xs if cells[x][2] < VERDICT_SEEDS]  # a schedule still running
+          ax.plot(few, [cells[x][0] for x in few], "o", color=colours[name],
+                  markerfacecolor="white", markersize=7, markeredgewidth=1.5, zorder=3)
       ax.set_xscale("log", base=2)
       ax.set_xticks([8, 16, 32], ["8", "16", "32"])
-      ax.set_xlabel("student epochs (CE teacher; mean ± std over seeds, n in the table)")
+      ax.set_xlabel("student epochs")
       ax.set_ylabel(f"balanced {split} accuracy (%)")
       ax.set_title(f"{data}: {split}")
       ax.grid(alpha=0.3)
   handles, labels = axes[0][0].get_legend_handles_labels()
   fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
-  fig.tight_layout(rect=(0, 0.1, 1, 1))
+  fig.suptitle(f"CE teacher; mean ± std over seeds (n in the table); hollow markers: "
+               f"fewer than {VERDICT_SEEDS} seeds so far", fontsize=10)
+  fig.tight_layout(rect=(0, 0.1, 1, 0.98))
   path = os.path.join(RESULTS, "schedule_question.png")
   fig.savefig(path, dpi=110)
   return path

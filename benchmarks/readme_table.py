@@ -28,8 +28,8 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 TITLES = {"krd": "KRDistill", "kd": "KD", "dkd": "DKD", "bkd": "BKD", "ltkd": "LTKD",
           "ce": "CE student", "logit_adjusted": "logit-adjusted student"}
 # (README's data column, raw files of one machine, teacher and schedule, teacher column,
-# teacher value). The 16-epoch leaders files add the 8-epoch table's strongest rows
-# (KRDistill's relation form, DIST, DKD at beta 8) to the schedule question's.
+# teacher value). The leaders files add the CIFAR-100-LT every-distiller table's strongest
+# rows (KRDistill's relation form, DIST, DKD at beta 8) to the schedule question's.
 ROWS = [
     ("digits_lt (CE)", ("digits_lt_default_3seeds.csv",), "teacher.loss", "ce"),
     ("CIFAR-100-LT (CE)", ("cifar100_lt_cpu_dkd_posthoc.csv",), "teacher_loss", "ce"),
@@ -39,7 +39,8 @@ ROWS = [
      "teacher_loss", "ce"),
     ("CIFAR-100-LT, 16 epochs (CE)",
      ("cifar100_lt_cpu16_3seeds.csv", "cifar100_lt_cpu16_leaders.csv"), "teacher_loss", "ce"),
-    ("CIFAR-10-LT (CE)", ("cifar10_lt_cpu_3seeds.csv",), "teacher_loss", "ce"),
+    ("CIFAR-10-LT (CE)", ("cifar10_lt_cpu_3seeds.csv", "cifar10_lt_cpu_leaders.csv"),
+     "teacher_loss", "ce"),
     ("CIFAR-10-LT (logit-adjusted)", ("cifar10_lt_cpu_3seeds.csv",), "teacher_loss",
      "logit_adjusted"),
     ("CIFAR-10-LT, 16 epochs (CE)",

@@ -31,7 +31,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import readme_table  # noqa: E402
 
 RAW = "cifar100_lt_cpu_every_distiller.csv"
-TEACHER_FREE = ("ce", "logit_adjusted", "balanced_softmax")
 TEACHERS = {"ce": "CE teacher", "logit_adjusted": "logit-adjusted teacher"}
 SCREEN_SEED = "0"  # the seed that swept every setting; the others ran validation's picks
 
@@ -47,7 +46,7 @@ def _ms(rows: list[dict], key: str) -> str:
 def grouped(teacher: str) -> dict[str, list[dict]]:
   with open(os.path.join(readme_table.RESULTS, RAW)) as f:
     rows = [r for r in csv.DictReader(f)
-            if r["teacher_loss"] == teacher or r["method"] in TEACHER_FREE]
+            if r["teacher_loss"] == teacher or readme_table.teacher_free(r["method"])]
   out: dict[str, list[dict]] = {}
   for row in rows:
     out.setdefault(readme_table.row_name(row), []).append(row)
@@ -131,9 +130,9 @@ def plot(rows: list[tuple[str, list[dict]]], path: str, teacher: str) -> None:
 
 def main() -> None:
   for teacher, suffix in (("ce", ""), ("logit_adjusted", "_la_teacher")):
-    if not any(r["teacher_loss"] == teacher for g in grouped(teacher).values() for r in g):
-      continue
     text, rows = table(teacher)
+    if all(readme_table.teacher_free(name) for name, _ in rows):  # no run of this teacher
+      continue
     print(f"{TEACHERS[teacher]}:\n\n{text}\n")
     path = os.path.join(readme_table.RESULTS, RAW.replace(".csv", f"{suffix}.png"))
     plot(rows, path, teacher)

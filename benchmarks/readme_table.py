@@ -70,6 +70,12 @@ def _is_default_form(method: str, knob: str, value: str) -> bool:
   return param is not None and isinstance(param.default, str) and param.default == value
 
 
+def teacher_free(name: str) -> bool:
+  """Whether a row's method trains without a teacher (the CE, logit-adjusted and Balanced
+  Softmax students): one row serves every teacher's comparison. Asks the registry."""
+  return not methods.get(split_name(name)[0]).needs_teacher({})
+
+
 def split_name(name: str) -> tuple[str, str]:
   """row_name's inverse: "dkd (beta=2)" -> ("dkd", "beta=2"); "krd" -> ("krd", "")."""
   method, _, knobs = name.partition(" (")
@@ -98,9 +104,9 @@ def forms_of(rows: list[dict], teacher_key: str, teacher: str) -> dict[str, dict
   out = {}
   for method in sorted({row_name(r) for r in rows}):
     mine = [r for r in rows if row_name(r) == method and r[teacher_key] in (teacher, "")]
-    if method in ("ce", "logit_adjusted"):
+    if teacher_free(method):
       mine = [r for r in rows if row_name(r) == method] if not mine else mine
-    if not mine or (method not in ("ce", "logit_adjusted") and
+    if not mine or (not teacher_free(method) and
                     any(r[teacher_key] != teacher for r in mine)):
       continue
     trained, adjusted = _stat(mine, "val_balanced"), _stat(mine, "post_hoc_val_balanced")

@@ -143,15 +143,16 @@ def test_the_logit_adjusted_teachers_rows_are_their_own_table(tmp_path, monkeypa
                               "post_hoc_tau", "post_hoc_val_balanced", "post_hoc_balanced")}
   _write(tmp_path / table.RAW, [
       {"teacher_loss": t, "method": m, "knobs": "", "seed": "0", **metrics}
-      for t, m in (("ce", "dkd"), ("ce", "kd"), ("ce", "ce"),
+      for t, m in (("ce", "dkd"), ("ce", "kd"), ("ce", "ce"), ("ce", "balanced_softmax"),
                    ("logit_adjusted", "dkd"), ("logit_adjusted", "dist"))])
   monkeypatch.setattr(table.readme_table, "RESULTS", str(tmp_path))
-  for teacher, expected in (("ce", {"dkd", "kd", "ce"}), ("logit_adjusted",
-                                                          {"dkd", "dist", "ce"})):
+  for teacher, expected in (("ce", {"dkd", "kd", "ce", "balanced_softmax"}),
+                            ("logit_adjusted", {"dkd", "dist", "ce", "balanced_softmax"})):
     _, ordered = table.table(teacher)
     assert {name for name, _ in ordered} == expected
     assert all(r["teacher_loss"] in (teacher, "ce") for _, rows in ordered for r in rows)
-    assert all(r["teacher_loss"] == teacher for name, rows in ordered if name != "ce"
+    assert all(r["teacher_loss"] == teacher for name, rows in ordered
+               if name not in ("ce", "balanced_softmax")
                for r in rows)
 
 

@@ -8,7 +8,9 @@ accuracy in the same raw files (one machine, teacher and schedule; KRDistill's o
 forms are not bars: README's text says where they stand); gaps are differences of mean
 balanced accuracy, test first, validation in brackets; "tie" where the validation gap is
 within the larger of the two validation standard deviations. A row run on fewer seeds than
-KRDistill's default (a setting a sweep screened on one seed) is not held against it.
+KRDistill's default (a setting a sweep screened on one seed) is not held against it; a
+comparison either side of which has fewer than VERDICT_SEEDS seeds (a schedule still
+running, its first seeds committed) is printed without a verdict.
 
   python benchmarks/readme_table.py          # prints the table README.md holds
   tests/test_readme.py checks that README.md holds exactly this table.
@@ -25,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from krd_jax import methods  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+VERDICT_SEEDS = 3  # seeds each side needs before a gap is called a lead, a tie or a loss
 TITLES = {"krd": "KRDistill", "kd": "KD", "dkd": "DKD", "bkd": "BKD", "ltkd": "LTKD",
           "ce": "CE student", "logit_adjusted": "logit-adjusted student"}
 # (README's data column, raw files of one machine, teacher and schedule, teacher column,
@@ -47,12 +50,13 @@ ROWS = [
      ("cifar10_lt_cpu16_3seeds.csv", "cifar10_lt_cpu16_leaders.csv"), "teacher_loss", "ce"),
     ("CIFAR-10-LT, 16 epochs (logit-adjusted)", ("cifar10_lt_cpu16_3seeds.csv",),
      "teacher_loss", "logit_adjusted"),
+    ("CIFAR-10-LT, 32 epochs (CE)", ("cifar10_lt_cpu32_leaders.csv",), "teacher_loss", "ce"),
 ]
 
 
 def _stat(rows, key):
   values = [float(r[key]) for r in rows]
-  return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+  return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else float("nan")
 
 
 def row_name(row: dict) -> str:
@@ -119,10 +123,16 @@ def forms_of(rows: list[dict], teacher_key: str, teacher: str) -> dict[str, dict
 
 def _cell(method: str, form: dict) -> str:
   name = title(method) + (" + post-hoc" if form["post_hoc"] else "")
-  return f"{name} {form['test'][0]:.1f} ± {form['test'][1]:.1f} (val {form['val'][0]:.1f})"
+  spread = f"± {form['test'][1]:.1f}" if form["n"] > 1 else "(1 seed)"
+  return f"{name} {form['test'][0]:.1f} {spread} (val {form['val'][0]:.1f})"
 
 
 def verdict(krd: dict, bar: dict) -> str:
+  """README's comparison of two validation-chosen forms (chosen_forms' values)."""
+  seeds = min(krd["n"], bar["n"])
+  if seeds < VERDICT_SEEDS:
+    return (f"none yet: {seeds} of {VERDICT_SEEDS} seeds (validation "
+            f"{krd['val'][0] - bar['val'][0]:+.1f}, test {krd['test'][0] - bar['test'][0]:+.1f})")
   test_gap = krd["test"][0] - bar["test"][0]
   val_gap = krd["val"][0] - bar["val"][0]
   if abs(val_gap) <= max(krd["val"][1], bar["val"][1]):

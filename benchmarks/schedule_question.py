@@ -53,7 +53,7 @@ SOURCES = [
     ("CIFAR-100-LT", 16, "cifar100_lt:offline,cpu16,val",
      {"cifar100_lt_cpu16_3seeds.csv": None, "cifar100_lt_cpu16_leaders.csv": None}),
 ]
-VERDICT_SEEDS = 3
+VERDICT_SEEDS = readme_table.VERDICT_SEEDS
 COLUMNS = ("val_balanced", "balanced", "post_hoc_val_balanced", "post_hoc_balanced")
 
 

@@ -226,3 +226,20 @@ def test_the_schedule_question_decides_at_the_longest_schedule_with_three_seeds(
   lines = schedule.verdicts(schedules)
   assert lines[0].startswith("- set, 32 epochs: KRDistill (KL) (n=3) against DIST (n=3): "
                              "ahead by 5.0")
+
+
+def test_a_comparison_short_of_three_seeds_gets_no_verdict_and_no_spread(tmp_path,
+                                                                         monkeypatch):
+  """A schedule with one seed committed shows its gap but calls it nothing: a single
+  seed has no spread, so "± 0.0" and a lead would both be claims it cannot make."""
+  readme_table = _module("readme_table")
+  metrics = "val_balanced balanced post_hoc_val_balanced post_hoc_balanced".split()
+  rows = [{"teacher_loss": "ce", "method": m, "knobs": "", "seed": str(seed),
+           **{c: v + seed for c in metrics}}
+          for m, v, seeds in (("krd", 30.0, 1), ("dist", 25.0, 3)) for seed in range(seeds)]
+  _write(tmp_path / "raw.csv", rows)
+  monkeypatch.setattr(readme_table, "RESULTS", str(tmp_path))
+  monkeypatch.setattr(readme_table, "ROWS", [("set", ("raw.csv",), "teacher_loss", "ce")])
+  assert readme_table.table().splitlines()[-1] == (
+      "| set | KRDistill 30.0 (1 seed) (val 30.0) | DIST 26.0 ± 1.0 (val 26.0) "
+      "| none yet: 1 of 3 seeds (validation +4.0, test +4.0) |")

@@ -189,17 +189,23 @@ def test_the_schedule_question_counts_each_run_once_and_keeps_forms_apart(tmp_pa
       "krd": 1, "dkd": 1, schedule.RELATION: 1, "dkd (beta=8.0)": 1, schedule.DECOUPLED: 1}
 
 
-def test_readmes_bar_is_another_method_not_krdistill_in_another_form(tmp_path, monkeypatch):
+def _readme_row(tmp_path, monkeypatch, runs):
+  """README's table row of one raw file: runs are (method, knobs, value, seeds), seed s
+  scoring value + s in every column."""
   readme_table = _module("readme_table")
   metrics = "val_balanced balanced post_hoc_val_balanced post_hoc_balanced".split()
   rows = [{"teacher_loss": "ce", "method": m, "knobs": k, "seed": str(seed),
            **{c: v + seed for c in metrics}}
-          for m, k, v in (("krd", "", 20.0), ("krd", "lrd_form=relation", 30.0),
-                          ("dist", "", 25.0)) for seed in range(3)]
+          for m, k, v, seeds in runs for seed in range(seeds)]
   _write(tmp_path / "raw.csv", rows)
   monkeypatch.setattr(readme_table, "RESULTS", str(tmp_path))
   monkeypatch.setattr(readme_table, "ROWS", [("set", ("raw.csv",), "teacher_loss", "ce")])
-  assert readme_table.table().splitlines()[-1] == (
+  return readme_table.table().splitlines()[-1]
+
+
+def test_readmes_bar_is_another_method_not_krdistill_in_another_form(tmp_path, monkeypatch):
+  runs = (("krd", "", 20.0, 3), ("krd", "lrd_form=relation", 30.0, 3), ("dist", "", 25.0, 3))
+  assert _readme_row(tmp_path, monkeypatch, runs) == (
       "| set | KRDistill 21.0 ± 1.0 (val 21.0) | DIST 26.0 ± 1.0 (val 26.0) "
       "| **behind** by 5.0 on validation; test -5.0 |")
 
@@ -232,14 +238,7 @@ def test_a_comparison_short_of_three_seeds_gets_no_verdict_and_no_spread(tmp_pat
                                                                          monkeypatch):
   """A schedule with one seed committed shows its gap but calls it nothing: a single
   seed has no spread, so "± 0.0" and a lead would both be claims it cannot make."""
-  readme_table = _module("readme_table")
-  metrics = "val_balanced balanced post_hoc_val_balanced post_hoc_balanced".split()
-  rows = [{"teacher_loss": "ce", "method": m, "knobs": "", "seed": str(seed),
-           **{c: v + seed for c in metrics}}
-          for m, v, seeds in (("krd", 30.0, 1), ("dist", 25.0, 3)) for seed in range(seeds)]
-  _write(tmp_path / "raw.csv", rows)
-  monkeypatch.setattr(readme_table, "RESULTS", str(tmp_path))
-  monkeypatch.setattr(readme_table, "ROWS", [("set", ("raw.csv",), "teacher_loss", "ce")])
-  assert readme_table.table().splitlines()[-1] == (
+  runs = (("krd", "", 30.0, 1), ("dist", "", 25.0, 3))
+  assert _readme_row(tmp_path, monkeypatch, runs) == (
       "| set | KRDistill 30.0 (1 seed) (val 30.0) | DIST 26.0 ± 1.0 (val 26.0) "
       "| none yet: 1 of 3 seeds (validation +4.0, test +4.0) |")

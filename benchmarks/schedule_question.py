@@ -107,11 +107,14 @@ def verdicts(schedules: dict) -> list[str]:
                key=lambda n: forms[n]["val"][0])
     leader = forms.pop(best)
     for name, form in sorted(forms.items(), key=lambda kv: -kv[1]["val"][0]):
-      post_hoc = " + post-hoc" if form["post_hoc"] else ""
-      lines.append(f"- {data}, {epochs} epochs: {SERIES[best]} (n={leader['n']}) against "
-                   f"{SERIES[name]}{post_hoc} (n={form['n']}): "
-                   f"{readme_table.verdict(leader, form)}")
+      lines.append(f"- {data}, {epochs} epochs: {_label(best, leader)} against "
+                   f"{_label(name, form)}: {readme_table.verdict(leader, form)}")
   return lines
+
+
+def _label(name: str, form: dict) -> str:
+  """A row in its validation-chosen form: "DIST + post-hoc (n=3)"."""
+  return f"{SERIES[name]}{' + post-hoc' if form['post_hoc'] else ''} (n={form['n']})"
 
 
 def plot(table: dict) -> str:

@@ -146,8 +146,10 @@ def plot(table: dict) -> str:
       ax.grid(alpha=0.3)
   handles, labels = axes[0][0].get_legend_handles_labels()
   fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
-  fig.suptitle(f"CE teacher; mean ± std over seeds (n in the table); hollow markers: "
-               f"fewer than {VERDICT_SEEDS} seeds so far", fontsize=10)
+  running = any(n < VERDICT_SEEDS for cells in table.values() for *_, n in cells.values())
+  fig.suptitle("CE teacher; mean ± std over seeds (n in the table)" +
+               (f"; hollow markers: fewer than {VERDICT_SEEDS} seeds so far" if running else ""),
+               fontsize=10)
   fig.tight_layout(rect=(0, 0.1, 1, 0.98))
   path = os.path.join(RESULTS, "schedule_question.png")
   fig.savefig(path, dpi=110)

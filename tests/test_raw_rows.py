@@ -156,6 +156,25 @@ def test_the_logit_adjusted_teachers_rows_are_their_own_table(tmp_path, monkeypa
                for r in rows)
 
 
+
+def test_a_table_still_running_sorts_its_first_seed_among_the_rest(tmp_path, monkeypatch):
+  """The logit-adjusted teacher's rows arrive seed by seed beside teacher-free rows that
+  have all three: a row on seed 0 alone that no sweep put beside another setting is not a
+  screened-only setting, so validation places it, not its seed count."""
+  table = _module("every_distiller_table")
+  metrics = "val_balanced balanced many medium few post_hoc_tau post_hoc_val_balanced " \
+            "post_hoc_balanced".split()
+  rows = [{"teacher_loss": t, "method": m, "knobs": k, "seed": str(seed),
+           **{c: val for c in metrics}}
+          for t, m, k, val, seeds in (("ce", "ce", "", 10.0, 3),
+                                      ("logit_adjusted", "dist", "", 24.0, 1),
+                                      ("logit_adjusted", "dkd", "beta=8.0", 22.0, 1))
+          for seed in range(seeds)]
+  _write(tmp_path / table.RAW, rows)
+  monkeypatch.setattr(table.readme_table, "RESULTS", str(tmp_path))
+  _, ordered = table.table("logit_adjusted")
+  assert [name for name, _ in ordered] == ["dist", "dkd (beta=8.0)", "ce"]
+
 def _write(path, rows):
   with open(path, "w", newline="") as f:
     writer = csv.DictWriter(f, sorted({k for r in rows for k in r}))

@@ -9,8 +9,8 @@ swept in seed 0's cohort; seeds 1 and 2 ran the settings seed 0's validation cho
 trained, then post-hoc adjusted (argmax(z - tau log pi), tau chosen on validation). Rows
 are sorted by the validation accuracy of their validation-chosen form (readme_table's
 rule), the settings only seed 0's screen ran (beside other values of their knob) last;
-the setting seed 0's validation chose per swept knob is marked "(val's pick)". Writes results/cifar100_lt_cpu_every_distiller.png: each
-row's test balanced accuracy as trained and post-hoc, with the seeds' spread. The rows
+the setting seed 0's validation chose per swept knob is marked "(val's pick)". Writes
+results/cifar100_lt_cpu_every_distiller.png: each row's test balanced accuracy as trained and post-hoc, with the seeds' spread. The rows
 from the logit-adjusted teacher (the CE teacher's strongest, re-run) are a second table
 and plot (..._la_teacher.png), the teacher-free rows repeated in both for reference.
 """
@@ -72,16 +72,20 @@ def _family(name: str) -> str:
   return " ".join([method, *kept])
 
 
-def picks(forms: dict[str, dict]) -> set[str]:
-  """For each knob swept over numbers (DKD's beta; nckd_weight within one lrd_form), the
-  setting whose chosen form validates best; a setting with nothing beside it
-  (lrd_form=relation) was not picked among others and is not marked."""
+def sweeps(names) -> list[list[str]]:
+  """The knobs swept over numbers (DKD's beta; nckd_weight within one lrd_form): each
+  sweep's settings, two or more; a setting with nothing beside it (lrd_form=relation) is
+  in none."""
   families: dict[str, list[str]] = {}
-  for name in forms:
+  for name in names:
     if readme_table.split_name(name)[1]:
       families.setdefault(_family(name), []).append(name)
-  return {max(names, key=lambda n: forms[n]["val"][0])
-          for names in families.values() if len(names) > 1}
+  return [settings for settings in families.values() if len(settings) > 1]
+
+
+def picks(forms: dict[str, dict]) -> set[str]:
+  """For each sweep, the setting whose chosen form validates best."""
+  return {max(settings, key=lambda n: forms[n]["val"][0]) for settings in sweeps(forms)}
 
 
 def table(teacher: str = "ce") -> tuple[str, list[tuple[str, dict]]]:
@@ -92,9 +96,9 @@ def table(teacher: str = "ce") -> tuple[str, list[tuple[str, dict]]]:
   # a pick is what the screen seed's validation chose, and screened-only rows go last.
   screen = [r for r in all_rows if r["seed"] == SCREEN_SEED]
   chosen = picks(readme_table.forms_of(screen, "teacher_loss", teacher))
+  swept = {name for settings in sweeps(forms) for name in settings}
   def screened_only(name: str) -> bool:  # a setting the screen ran beside others, not picked
-    siblings = [n for n in forms if _family(n) == _family(name)]
-    return len(siblings) > 1 and {r["seed"] for r in groups[name]} == {SCREEN_SEED}
+    return name in swept and {r["seed"] for r in groups[name]} == {SCREEN_SEED}
   order = sorted(forms, key=lambda n: (screened_only(n), -forms[n]["val"][0]))
   lines = ["| row | n | val | test | many | medium | few | post-hoc tau | post-hoc val "
            "| post-hoc test |", "|---|---|---|---|---|---|---|---|---|---|"]

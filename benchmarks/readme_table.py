@@ -129,12 +129,12 @@ def _cell(method: str, form: dict) -> str:
 
 def verdict(krd: dict, bar: dict) -> str:
   """README's comparison of two validation-chosen forms (chosen_forms' values)."""
-  seeds = min(krd["n"], bar["n"])
-  if seeds < VERDICT_SEEDS:
-    return (f"none yet: {seeds} of {VERDICT_SEEDS} seeds (validation "
-            f"{krd['val'][0] - bar['val'][0]:+.1f}, test {krd['test'][0] - bar['test'][0]:+.1f})")
   test_gap = krd["test"][0] - bar["test"][0]
   val_gap = krd["val"][0] - bar["val"][0]
+  seeds = min(krd["n"], bar["n"])
+  if seeds < VERDICT_SEEDS:
+    return (f"none yet: {seeds} of {VERDICT_SEEDS} seeds (validation {val_gap:+.1f}, "
+            f"test {test_gap:+.1f})")
   if abs(val_gap) <= max(krd["val"][1], bar["val"][1]):
     return f"tie on validation ({val_gap:+.1f}); test {test_gap:+.1f}"
   word = "ahead" if val_gap > 0 else "**behind**"

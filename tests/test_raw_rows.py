@@ -156,7 +156,6 @@ def test_the_logit_adjusted_teachers_rows_are_their_own_table(tmp_path, monkeypa
                for r in rows)
 
 
-
 def test_a_table_still_running_sorts_its_first_seed_among_the_rest(tmp_path, monkeypatch):
   """The logit-adjusted teacher's rows arrive seed by seed beside teacher-free rows that
   have all three: a row on seed 0 alone that no sweep put beside another setting is not a
@@ -174,6 +173,7 @@ def test_a_table_still_running_sorts_its_first_seed_among_the_rest(tmp_path, mon
   monkeypatch.setattr(table.readme_table, "RESULTS", str(tmp_path))
   _, ordered = table.table("logit_adjusted")
   assert [name for name, _ in ordered] == ["dist", "dkd (beta=8.0)", "ce"]
+
 
 def _write(path, rows):
   with open(path, "w", newline="") as f:

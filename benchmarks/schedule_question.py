@@ -52,6 +52,8 @@ SOURCES = [
       "cifar100_lt_cpu_every_distiller.csv": EVERY_DISTILLER_PICKS}),
     ("CIFAR-100-LT", 16, "cifar100_lt:offline,cpu16,val",
      {"cifar100_lt_cpu16_3seeds.csv": None, "cifar100_lt_cpu16_leaders.csv": None}),
+    ("CIFAR-100-LT", 32, "cifar100_lt:offline,cpu32,val",
+     {"cifar100_lt_cpu32_leaders.csv": None}),
 ]
 VERDICT_SEEDS = readme_table.VERDICT_SEEDS
 COLUMNS = ("val_balanced", "balanced", "post_hoc_val_balanced", "post_hoc_balanced")

@@ -45,6 +45,7 @@ ROWS = [
      "teacher_loss", "logit_adjusted"),
     ("CIFAR-100-LT, 16 epochs (CE)",
      ("cifar100_lt_cpu16_3seeds.csv", "cifar100_lt_cpu16_leaders.csv"), "teacher_loss", "ce"),
+    ("CIFAR-100-LT, 32 epochs (CE)", ("cifar100_lt_cpu32_leaders.csv",), "teacher_loss", "ce"),
     ("CIFAR-10-LT (CE)", ("cifar10_lt_cpu_3seeds.csv", "cifar10_lt_cpu_leaders.csv"),
      "teacher_loss", "ce"),
     ("CIFAR-10-LT (logit-adjusted)", ("cifar10_lt_cpu_3seeds.csv",), "teacher_loss",

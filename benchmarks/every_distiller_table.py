@@ -8,8 +8,9 @@ swept in seed 0's cohort; seeds 1 and 2 ran the settings seed 0's validation cho
 ± std over seeds of balanced accuracy: validation, test and many / medium / few as
 trained, then post-hoc adjusted (argmax(z - tau log pi), tau chosen on validation). Rows
 are sorted by the validation accuracy of their validation-chosen form (readme_table's
-rule), the settings only seed 0's screen ran (beside other values of their knob) last;
-the setting seed 0's validation chose per swept knob is marked "(val's pick)". Writes
+rule), the settings only seed 0's screen ran (beside other values of their knob) last,
+a pick too until its other seeds land; the setting seed 0's validation chose per swept
+knob is marked "(val's pick)". Writes
 results/cifar100_lt_cpu_every_distiller.png: each row's test balanced accuracy as trained and post-hoc, with the seeds' spread. The rows
 from the logit-adjusted teacher (the CE teacher's strongest, re-run) are a second table
 and plot (..._la_teacher.png), the teacher-free rows repeated in both for reference.
@@ -97,7 +98,7 @@ def table(teacher: str = "ce") -> tuple[str, list[tuple[str, dict]]]:
   screen = [r for r in all_rows if r["seed"] == SCREEN_SEED]
   chosen = picks(readme_table.forms_of(screen, "teacher_loss", teacher))
   swept = {name for settings in sweeps(forms) for name in settings}
-  def screened_only(name: str) -> bool:  # a setting the screen ran beside others, not picked
+  def screened_only(name: str) -> bool:  # a sweep's setting no seed but the screen's ran yet
     return name in swept and {r["seed"] for r in groups[name]} == {SCREEN_SEED}
   order = sorted(forms, key=lambda n: (screened_only(n), -forms[n]["val"][0]))
   lines = ["| row | n | val | test | many | medium | few | post-hoc tau | post-hoc val "
@@ -127,8 +128,8 @@ def plot(rows: list[tuple[str, list[dict]]], path: str, teacher: str) -> None:
   ax.set_yticks(range(len(rows)), [f"{_label(n)}, n={len(g)}" for n, g in rows], fontsize=7)
   ax.invert_yaxis()
   ax.set_xlabel("balanced test accuracy (%), mean ± std over seeds")
-  ax.set_title(f"CIFAR-100-LT, {TEACHERS[teacher]}; rows sorted by validation, "
-               "a screen's unpicked settings last", fontsize=9)
+  ax.set_title(f"CIFAR-100-LT, {TEACHERS[teacher]}; rows sorted by validation,\n"
+               "a sweep's settings run on the screen seed alone last", fontsize=9)
   ax.legend(fontsize=7, loc="best")
   fig.tight_layout()
   fig.savefig(path, dpi=120)

@@ -175,6 +175,28 @@ def test_a_table_still_running_sorts_its_first_seed_among_the_rest(tmp_path, mon
   assert [name for name, _ in ordered] == ["dist", "dkd (beta=8.0)", "ce"]
 
 
+def test_a_new_pick_on_the_screen_seed_alone_waits_below_the_three_seed_rows(tmp_path,
+                                                                           monkeypatch):
+  """The screen extended past its range (beta 16, seed 0) beats the old pick (beta 8, run
+  on 3 seeds) on seed 0: 16 becomes validation's pick but, one seed so far, sorts with the
+  screen's rows; 8 keeps its place among the 3-seed rows, no longer marked a pick."""
+  table = _module("every_distiller_table")
+  metrics = "val_balanced balanced many medium few post_hoc_tau post_hoc_val_balanced " \
+            "post_hoc_balanced".split()
+  rows = [{"teacher_loss": "ce", "method": m, "knobs": k, "seed": str(seed),
+           **{c: val for c in metrics}}
+          for m, k, val, seeds in (("dkd", "beta=16.0", 23.0, 1), ("dkd", "beta=8.0", 22.0, 3),
+                                   ("dkd", "beta=4.0", 21.0, 1), ("kd", "", 15.0, 3))
+          for seed in range(seeds)]
+  _write(tmp_path / table.RAW, rows)
+  monkeypatch.setattr(table.readme_table, "RESULTS", str(tmp_path))
+  text, ordered = table.table()
+  assert [name for name, _ in ordered] == ["dkd (beta=8.0)", "kd", "dkd (beta=16.0)",
+                                           "dkd (beta=4.0)"]
+  assert "| DKD (beta 16.0) (val's pick) | 1 |" in text
+  assert "| DKD (beta 8.0) | 3 |" in text
+
+
 def _write(path, rows):
   with open(path, "w", newline="") as f:
     writer = csv.DictWriter(f, sorted({k for r in rows for k in r}))

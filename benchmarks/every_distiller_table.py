@@ -10,8 +10,8 @@ trained, then post-hoc adjusted (argmax(z - tau log pi), tau chosen on validatio
 are sorted by the validation accuracy of their validation-chosen form (readme_table's
 rule), the settings only seed 0's screen ran (beside other values of their knob) last,
 a pick too until its other seeds land; the setting seed 0's validation chose per swept
-knob is marked "(val's pick)". Writes
-results/cifar100_lt_cpu_every_distiller.png: each row's test balanced accuracy as trained and post-hoc, with the seeds' spread. The rows
+knob is marked "(val's pick)". Writes results/cifar100_lt_cpu_every_distiller.png: each
+row's test balanced accuracy as trained and post-hoc, with the seeds' spread. The rows
 from the logit-adjusted teacher (the CE teacher's strongest, re-run) are a second table
 and plot (..._la_teacher.png), the teacher-free rows repeated in both for reference.
 """

@@ -156,15 +156,18 @@ def test_the_logit_adjusted_teachers_rows_are_their_own_table(tmp_path, monkeypa
                for r in rows)
 
 
+# Every metric column of a raw row the every-distiller table reads.
+_METRICS = ("val_balanced balanced many medium few post_hoc_tau post_hoc_val_balanced "
+            "post_hoc_balanced").split()
+
+
 def test_a_table_still_running_sorts_its_first_seed_among_the_rest(tmp_path, monkeypatch):
   """The logit-adjusted teacher's rows arrive seed by seed beside teacher-free rows that
   have all three: a row on seed 0 alone that no sweep put beside another setting is not a
   screened-only setting, so validation places it, not its seed count."""
   table = _module("every_distiller_table")
-  metrics = "val_balanced balanced many medium few post_hoc_tau post_hoc_val_balanced " \
-            "post_hoc_balanced".split()
   rows = [{"teacher_loss": t, "method": m, "knobs": k, "seed": str(seed),
-           **{c: val for c in metrics}}
+           **dict.fromkeys(_METRICS, val)}
           for t, m, k, val, seeds in (("ce", "ce", "", 10.0, 3),
                                       ("logit_adjusted", "dist", "", 24.0, 1),
                                       ("logit_adjusted", "dkd", "beta=8.0", 22.0, 1))
@@ -181,10 +184,8 @@ def test_a_new_pick_on_the_screen_seed_alone_waits_below_the_three_seed_rows(tmp
   on 3 seeds) on seed 0: 16 becomes validation's pick but, one seed so far, sorts with the
   screen's rows; 8 keeps its place among the 3-seed rows, no longer marked a pick."""
   table = _module("every_distiller_table")
-  metrics = "val_balanced balanced many medium few post_hoc_tau post_hoc_val_balanced " \
-            "post_hoc_balanced".split()
   rows = [{"teacher_loss": "ce", "method": m, "knobs": k, "seed": str(seed),
-           **{c: val for c in metrics}}
+           **dict.fromkeys(_METRICS, val)}
           for m, k, val, seeds in (("dkd", "beta=16.0", 23.0, 1), ("dkd", "beta=8.0", 22.0, 3),
                                    ("dkd", "beta=4.0", 21.0, 1), ("kd", "", 15.0, 3))
           for seed in range(seeds)]
